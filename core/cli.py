@@ -1,0 +1,70 @@
+"""Command line: ``python -m core.cli caption VIDEO [VIDEO ...] --out DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from .services.captions import MAX_ROWS
+from .services.errors import CaptionError
+
+
+def _caption(args: argparse.Namespace) -> int:
+    from .services.pipeline import CaptionOptions, caption_file
+
+    options = CaptionOptions(model=args.model or "", language=args.language or "",
+                             burn_in=not args.no_burn_in, rows=args.rows)
+    stems: dict[str, str] = {}
+    failures = 0
+    for video in args.videos:
+        stem = Path(video).stem
+        if stem in stems:
+            print(json.dumps({"source": video, "error": f"{video}: same name as {stems[stem]}; "
+                              "outputs would collide in --out"}), flush=True)
+            failures += 1
+            continue
+        stems[stem] = video
+        try:
+            result = caption_file(video, args.out, options)
+        except CaptionError as err:
+            message = str(err)
+        except Exception as err:  # noqa: BLE001 - report it per file and go on with the next
+            logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
+            message = f"{video}: unexpected error: {type(err).__name__}: {err}"
+        else:
+            print(json.dumps(result), flush=True)
+            continue
+        failures += 1
+        print(json.dumps({"source": video, "error": message}), flush=True)
+        print(f"error: {message}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    cap = sub.add_parser("caption", help="caption video files; prints one JSON line per input")
+    cap.add_argument("videos", nargs="+", metavar="VIDEO")
+    cap.add_argument("--out", required=True, type=Path, help="output directory")
+    cap.add_argument("--model", help="tiny.en, base, or a CTranslate2 model directory (default: WHISPER_MODEL)")
+    cap.add_argument("--language", help="language code, or 'auto' to detect (default: LANGUAGE)")
+    cap.add_argument("--no-burn-in", action="store_true", help="write caption files only")
+    cap.add_argument("--rows", type=int, default=2, choices=range(1, MAX_ROWS + 1),
+                     help="rows per pop-on caption (default 2)")
+    cap.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        warnings.filterwarnings("ignore")
+        for noisy in ("whisperx", "lightning", "pytorch_lightning", "lightning.pytorch", "pyannote"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    return _caption(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

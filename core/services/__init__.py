@@ -1,0 +1,1 @@
+"""The captioning pipeline: probe -> transcribe -> caption -> write -> burn in."""

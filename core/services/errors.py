@@ -1,0 +1,23 @@
+"""Errors the pipeline raises.  Each names the file and the reason."""
+
+from __future__ import annotations
+
+
+class CaptionError(Exception):
+    """A job failed; ``str(err)`` is the operator-facing message."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class InputError(CaptionError):
+    """The input itself is unusable (missing, not media, no audio...).
+
+    Retrying cannot help, so workers must not retry these.
+    """
+
+
+class ProcessingError(CaptionError):
+    """A tool failed on a valid input (ffmpeg crash, disk full...)."""

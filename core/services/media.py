@@ -1,0 +1,131 @@
+"""Probe media files and decode their audio with FFmpeg (no shell involved)."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from .errors import InputError
+
+SAMPLE_RATE = 16000
+
+
+def ffmpeg_url(path: str | Path) -> str:
+    """Absolute ``file:`` URL, so names with ':' or a leading '-' stay file names."""
+    return "file:" + str(Path(path).absolute())
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    duration: float
+    has_audio: bool
+    has_video: bool
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    audio_codec: str = ""
+    video_codec: str = ""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _first(streams: list[dict], kind: str) -> dict | None:
+    for stream in streams:
+        if stream.get("codec_type") == kind and not stream.get("disposition", {}).get("attached_pic"):
+            return stream
+    return None
+
+
+def _last_error_line(stderr: bytes | str | None) -> str:
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else (stderr or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Validate ``path`` as a media file with an audio stream and describe it.
+
+    Raises InputError with a plain reason for every unusable input.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "file not found")
+    if p.is_dir():
+        raise InputError(p, "is a directory, not a media file")
+    if not p.is_file():
+        raise InputError(p, "is not a regular file")
+    if p.stat().st_size == 0:
+        raise InputError(p, "file is empty (0 bytes)")
+    try:
+        info = ffmpeg.probe(ffmpeg_url(p))
+    except ffmpeg.Error as err:
+        raise InputError(p, f"not a readable media file ({_last_error_line(err.stderr)})") from None
+    streams = info.get("streams", [])
+    audio = _first(streams, "audio")
+    video = _first(streams, "video")
+    if audio is None and video is None:
+        raise InputError(p, "not a media file (no audio or video streams)")
+    if audio is None:
+        raise InputError(p, "has no audio stream, so there is nothing to transcribe")
+    duration = _duration(info, audio)
+    if duration <= 0:
+        raise InputError(p, "media has no duration (truncated or corrupt)")
+    fps = 0.0
+    if video is not None:
+        try:
+            fps = float(Fraction(video.get("avg_frame_rate") or video.get("r_frame_rate") or "0/1"))
+        except (ValueError, ZeroDivisionError):
+            fps = 0.0
+    return MediaInfo(
+        path=str(p),
+        duration=duration,
+        has_audio=True,
+        has_video=video is not None,
+        width=int(video.get("width", 0)) if video else 0,
+        height=int(video.get("height", 0)) if video else 0,
+        fps=fps,
+        audio_codec=audio.get("codec_name", ""),
+        video_codec=video.get("codec_name", "") if video else "",
+    )
+
+
+def _duration(info: dict, audio: dict) -> float:
+    for value in (info.get("format", {}).get("duration"), audio.get("duration")):
+        try:
+            if value is not None and float(value) > 0:
+                return float(value)
+        except ValueError:
+            continue
+    return 0.0
+
+
+def load_audio(media: MediaInfo) -> np.ndarray:
+    """Decode the first audio stream to 16 kHz mono float32.
+
+    Decoding errors (a truncated or corrupt file) are errors, not warnings:
+    captions made from half a file would silently lose speech.
+    """
+    cmd = (
+        ffmpeg.input(ffmpeg_url(media.path))
+        .output("pipe:", format="s16le", acodec="pcm_s16le", ac=1, ar=SAMPLE_RATE, map="0:a:0")
+        .global_args("-nostdin", "-v", "error", "-xerror")
+        .compile()
+    )
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0 or proc.stderr.strip():
+        raise InputError(media.path, f"audio cannot be decoded, the file is truncated or corrupt "
+                                     f"({_last_error_line(proc.stderr)})")
+    audio = np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0
+    decoded = len(audio) / SAMPLE_RATE
+    # A file cut short often decodes "cleanly" up to the cut.
+    if media.duration > 2.0 and decoded < media.duration * 0.9 - 0.5:
+        raise InputError(media.path, f"audio ends at {decoded:.1f}s of a {media.duration:.1f}s file "
+                                     "(truncated or corrupt)")
+    return audio

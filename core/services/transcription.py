@@ -1,0 +1,250 @@
+"""Speech to timed words with WhisperX.
+
+WhisperX decodes the text (VAD-chunked, batched).  Word timings then come from
+``whisperx.align`` when a wav2vec2 alignment model is configured and loads, or
+otherwise from the already loaded Whisper model: its cross-attention aligns the
+text WhisperX decoded (CTranslate2 ``align``), so nothing is decoded twice.
+Whisper's word starts run early after a pause, so starts that fall in a
+non-speech gap are moved to the onset the bundled pyannote VAD found.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .media import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+OFFLINE_ALIGNER = "whisper-cross-attention"
+_SENTENCE_END = re.compile(r"[.!?…]['\")\]]*$")
+
+
+@dataclass
+class Word:
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Transcript:
+    language: str
+    duration: float
+    segments: list[Segment]
+    word_timing: str
+    speech_regions: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for seg in self.segments for w in seg.words]
+
+    @property
+    def text(self) -> str:
+        return " ".join(seg.text for seg in self.segments).strip()
+
+    @property
+    def speech_found(self) -> bool:
+        return bool(self.words)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("speech_regions")
+        data["text"] = self.text
+        data["speech_found"] = self.speech_found
+        return data
+
+
+class _RecordingVad:
+    """Wraps the pipeline's VAD so the frame scores WhisperX computes are kept.
+
+    WhisperX then merges chunks exactly as it would for the unwrapped pyannote
+    model (it falls back to Pyannote.merge_chunks for non-Vad objects).
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.scores = None
+
+    def __call__(self, *args, **kwargs):
+        self.scores = self.inner(*args, **kwargs)
+        return self.scores
+
+
+def speech_regions(scores, onset: float = 0.5, offset: float = 0.363) -> list[tuple[float, float]]:
+    """Fine-grained speech regions (before WhisperX merges them into 30 s chunks)."""
+    if scores is None:
+        return []
+    from whisperx.vads.pyannote import Binarize
+
+    timeline = Binarize(onset=onset, offset=offset).__call__(scores).get_timeline()
+    return [(float(s.start), float(s.end)) for s in timeline]
+
+
+def transcribe(pipeline, audio: np.ndarray, *, language: str | None, batch_size: int = 8,
+               align_model: str = "", device: str = "cpu",
+               progress: Callable[[float], None] | None = None) -> Transcript:
+    """Transcribe 16 kHz mono audio into sentence segments with word timings."""
+    duration = len(audio) / SAMPLE_RATE
+    vad = _RecordingVad(pipeline.vad_model)
+    pipeline.vad_model = vad
+    try:
+        result = pipeline.transcribe(
+            audio, batch_size=batch_size, language=language,
+            progress_callback=(lambda pct: progress(pct / 100.0)) if progress else None,
+        )
+    finally:
+        pipeline.vad_model = vad.inner
+    language = result["language"]
+    chunks = [c for c in result["segments"] if c["text"].strip()]
+    regions = speech_regions(vad.scores)
+    if not chunks:
+        return Transcript(language, duration, [], OFFLINE_ALIGNER, regions)
+
+    words, method = None, OFFLINE_ALIGNER
+    if align_model:
+        try:
+            words = _align_wav2vec2(chunks, audio, language, align_model, device)
+            method = f"whisperx.align:{align_model}"
+        except Exception as err:  # noqa: BLE001 - the offline aligner is always available
+            log.warning("alignment model %s unavailable (%s); using %s", align_model, err, OFFLINE_ALIGNER)
+    if words is None:
+        words = _align_with_whisper(pipeline, chunks, audio, language)
+    words = snap_to_speech(words, regions)
+    return Transcript(language, duration, split_sentences(words), method, regions)
+
+
+def _align_with_whisper(pipeline, chunks: list[dict], audio: np.ndarray, language: str) -> list[Word]:
+    """Word times for the decoded text from the Whisper model's own alignment heads."""
+    from faster_whisper.tokenizer import Tokenizer
+    from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+    model = pipeline.model
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+    n_mels = model.feat_kwargs.get("feature_size") or 80
+    hop = model.feature_extractor.hop_length
+    words: list[Word] = []
+    batch = 8
+    for first in range(0, len(chunks), batch):
+        group = chunks[first:first + batch]
+        feats, tokens, frames = [], [], []
+        for chunk in group:
+            piece = audio[int(chunk["start"] * SAMPLE_RATE):int(chunk["end"] * SAMPLE_RATE)][:N_SAMPLES]
+            feats.append(log_mel_spectrogram(piece, n_mels=n_mels, padding=N_SAMPLES - piece.shape[0])[:, :N_SAMPLES // hop].numpy())
+            tokens.append(tokenizer.encode(" " + chunk["text"].strip()))
+            frames.append(max(1, piece.shape[0] // hop))
+        encoded = model.encode(np.stack(feats))
+        alignments = model.find_alignment(tokenizer, tokens, encoded, frames)
+        for chunk, alignment in zip(group, alignments):
+            words.extend(_join_pieces(alignment, chunk["start"]))
+    return _monotonic(words)
+
+
+def _join_pieces(alignment: list[dict], offset: float) -> list[Word]:
+    """Whisper's aligner splits "o'clock" and "news." into pieces; rejoin them
+    into the words of the decoded text (a new word starts at a space)."""
+    words: list[Word] = []
+    probs: list[list[float]] = []
+    for item in alignment:
+        piece = item["word"]
+        start, end = offset + float(item["start"]), offset + float(item["end"])
+        if words and not piece.startswith(" "):
+            words[-1].text += piece
+            if any(ch.isalnum() for ch in piece):  # a trailing "." soaks up the pause after it
+                words[-1].end = end
+            probs[-1].append(float(item["probability"]))
+        elif piece.strip():
+            words.append(Word(piece.strip(), start, end))
+            probs.append([float(item["probability"])])
+    for w, p in zip(words, probs):
+        w.start, w.end, w.probability = round(w.start, 3), round(w.end, 3), round(sum(p) / len(p), 3)
+    return words
+
+
+_align_models: dict[tuple, tuple] = {}
+
+
+def _align_wav2vec2(chunks, audio, language, model_name, device) -> list[Word]:
+    import whisperx
+
+    key = (language, model_name, device)
+    if key not in _align_models:
+        _align_models[key] = whisperx.load_align_model(language_code=language, device=device, model_name=model_name)
+    model, metadata = _align_models[key]
+    aligned = whisperx.align(chunks, model, metadata, audio, device, return_char_alignments=False)
+    words: list[Word] = []
+    for item in aligned.get("word_segments", []):
+        text = str(item.get("word", "")).strip()
+        if text:
+            words.append(Word(text, item.get("start", -1.0), item.get("end", -1.0), round(float(item.get("score", 1.0)), 3)))
+    # wav2vec2 cannot time some tokens (digits, symbols): interpolate from neighbours.
+    for i, w in enumerate(words):
+        if w.start is None or w.start < 0:
+            prev_end = words[i - 1].end if i else 0.0
+            w.start = prev_end
+            w.end = max(prev_end, w.end if w.end and w.end > 0 else prev_end + 0.2)
+    return _monotonic(words)
+
+
+def _monotonic(words: list[Word]) -> list[Word]:
+    last = 0.0
+    for w in words:
+        w.start = max(w.start, last)
+        w.end = max(w.end, w.start)
+        last = w.start
+    return words
+
+
+def snap_to_speech(words: list[Word], regions: list[tuple[float, float]],
+                   max_shift: float = 1.0) -> list[Word]:
+    """Start the first word of each speech region at the region's VAD onset.
+
+    Whisper's alignment smears the pause before a word into it (starts early)
+    or into the previous word (starts late); pyannote's onset is within a few
+    frames of where speech resumes.  Shifts larger than ``max_shift`` are left
+    alone: then the VAD region is likely noise, not this word.
+    """
+    starts = [r[0] for r in regions]
+    for w in words:  # ends that run on into the silence after their region
+        k = int(np.searchsorted(starts, w.start, side="right")) - 1
+        if k >= 0 and w.start < regions[k][1] < w.end:
+            w.end = round(max(w.start + 0.05, regions[k][1]), 3)
+    i = 0
+    for onset, _ in regions:
+        while i < len(words) and words[i].end <= onset + 0.05:
+            i += 1
+        if i == len(words):
+            break
+        w = words[i]
+        if abs(w.start - onset) <= max_shift and onset < w.end:
+            w.start = round(onset, 3)
+            if i and words[i - 1].end > onset:
+                words[i - 1].end = round(max(words[i - 1].start, onset), 3)
+    return _monotonic(words)
+
+
+def split_sentences(words: list[Word]) -> list[Segment]:
+    """Group words into sentence segments for the transcript."""
+    segments: list[Segment] = []
+    current: list[Word] = []
+    for i, w in enumerate(words):
+        current.append(w)
+        gap = words[i + 1].start - w.end if i + 1 < len(words) else 0.0
+        if _SENTENCE_END.search(w.text) or gap > 2.0 or i + 1 == len(words):
+            segments.append(Segment(current[0].start, current[-1].end, " ".join(x.text for x in current), current))
+            current = []
+    return segments

@@ -1,0 +1,60 @@
+"""Caption files from the one caption model: SCC, SRT, WebVTT, DFXP, JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+from pycaption import Caption as PyCaption
+from pycaption import CaptionNode, CaptionSet, DFXPWriter, SRTWriter, WebVTTWriter
+from pycaption.base import CaptionList
+
+from .captions import Caption
+from .scc import Schedule, write_scc
+from .transcription import Transcript
+
+SIDECAR_KINDS = ("scc", "srt", "vtt", "dfxp", "json")
+
+
+def to_caption_set(captions: Sequence[Caption], language: str) -> CaptionSet:
+    items = []
+    for cap in captions:
+        nodes = []
+        for index, line in enumerate(cap.lines):
+            if index:
+                nodes.append(CaptionNode.create_break())
+            nodes.append(CaptionNode.create_text(line))
+        items.append(PyCaption(round(cap.start * 1e6), round(cap.end * 1e6), nodes))
+    return CaptionSet({language or "en": CaptionList(items)})
+
+
+def captions_from_dicts(items: Sequence[dict]) -> list[Caption]:
+    return [Caption(float(c["start"]), float(c["end"]), list(c["lines"])) for c in items]
+
+
+def transcript_json(transcript: Transcript, captions: Sequence[Caption], schedule: Schedule, **extra) -> str:
+    data = transcript.as_dict()
+    data["captions"] = [{"start": c.start, "end": c.end, "lines": c.lines} for c in captions]
+    late = schedule.late_seconds
+    data["scc"] = {"timecode": "29.97 drop-frame", "captions": len(late),
+                   "late_max_seconds": round(max(late, default=0.0), 3)}
+    data.update(extra)
+    return json.dumps(data, ensure_ascii=False, indent=1)
+
+
+def render_sidecars(transcript: Transcript, captions: Sequence[Caption], **extra) -> dict[str, str]:
+    """Text of every sidecar file, keyed by extension."""
+    scc, schedule = write_scc(captions)
+    caption_set = to_caption_set(captions, transcript.language)
+    if captions:
+        srt = SRTWriter().write(caption_set)
+        vtt = WebVTTWriter().write(caption_set)
+    else:  # pycaption writes nothing for an empty set; players want a valid header
+        srt, vtt = "", "WEBVTT\n"
+    return {
+        "scc": scc,
+        "srt": srt,
+        "vtt": vtt,
+        "dfxp": DFXPWriter().write(caption_set),
+        "json": transcript_json(transcript, captions, schedule, **extra),
+    }
