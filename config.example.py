@@ -52,3 +52,67 @@ BURN_IN = True
 # realtime on CPU hosts; CRF 20 keeps text edges clean.
 RENDER_PRESET = "veryfast"
 RENDER_CRF = 20
+
+# --- Storage -------------------------------------------------------------------
+
+# Mounted storage the dashboard may browse and submit from, separated by ':'.
+# Paths outside these roots (after resolving symlinks) are rejected.
+STORAGE_ROOTS = ["/mnt"]
+
+# Outputs mirror the source's path under its root:
+#   /mnt/news/2026/clip.mp4 -> OUTPUT_DIR/news/2026/clip.{scc,srt,...}
+OUTPUT_DIR = "var/outputs"
+
+# Uploaded files are stored here (and are a storage root of their own).
+UPLOAD_DIR = "var/uploads"
+
+# Largest accepted upload, in megabytes.
+MAX_UPLOAD_MB = 4096
+
+# --- Queue and jobs ------------------------------------------------------------------
+
+# Redis for the Celery broker, results and Socket.IO messages.
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+# Job history.  SQLite under var/ suits one machine; use PostgreSQL
+# (postgresql+psycopg://user:pass@host/db) when workers run on several machines.
+DATABASE_URL = "sqlite:///var/jobs.db"
+
+# Time limits scale with media duration: soft = BASE + FACTOR x duration; the
+# hard limit adds TIME_LIMIT_GRACE seconds for cleanup.  On CPU, tiny.en runs
+# ~40x realtime and 720p burn-in ~7x realtime, so FACTOR 2.0 is generous.
+TIME_LIMIT_BASE = 300
+TIME_LIMIT_FACTOR = 2.0
+TIME_LIMIT_GRACE = 120
+
+# Redis redelivers an unacknowledged task after this many seconds.  With late
+# acks this must exceed the longest job, or a long job runs twice; a worker
+# that dies is noticed much sooner by the job heartbeat reaper.
+VISIBILITY_TIMEOUT = 6 * 3600
+
+# Retries, with exponential backoff, for transient faults only (Redis or the
+# database briefly unreachable, disk full); bad input is never retried.
+TASK_MAX_RETRIES = 3
+
+# Celery task results expire after this many seconds (the job store keeps history).
+RESULT_TTL = 7 * 24 * 3600
+
+# Optional retention, applied daily by Celery beat: delete job records (and,
+# if RETENTION_DELETE_OUTPUTS, their outputs) older than this many days.
+# 0 keeps everything.
+RETENTION_DAYS = 0
+RETENTION_DELETE_OUTPUTS = False
+
+# A running job writes a heartbeat to its record; one silent for this many
+# seconds is presumed lost with its worker and is requeued.
+HEARTBEAT_SECONDS = 15
+STALE_JOB_SECONDS = 120
+
+# --- Dashboard -------------------------------------------------------------------
+
+DASHBOARD_HOST = "127.0.0.1"
+DASHBOARD_PORT = 5050
+
+# Token for REST and Socket.IO clients; required when the dashboard listens
+# beyond loopback.  Empty: no token (loopback only).
+API_TOKEN = ""

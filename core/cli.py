@@ -61,8 +61,6 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         warnings.filterwarnings("ignore")
-        for noisy in ("whisperx", "lightning", "pytorch_lightning", "lightning.pytorch", "pyannote"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
     return _caption(args)
 
 

@@ -114,7 +114,9 @@ def load_pipeline(name: str, device: str = "cpu", compute_type: str = "int8", th
 
 def _load(name: str, device: str, compute_type: str, threads: int):
     import whisperx
+    import whisperx.vads.pyannote  # noqa: F401 - imports Lightning, whose loggers are routed next
 
+    _route_library_logs()
     resolved = resolve_model(name)
     local = Path(resolved).is_dir()
     language = "en" if model_is_english_only(name, resolved) else None
@@ -131,3 +133,21 @@ def _load(name: str, device: str, compute_type: str, threads: int):
         )
     except Exception as err:  # noqa: BLE001 - surface any loader failure with the model name
         raise ModelNotFound(name, f"cannot load model: {err}") from err
+    finally:
+        _route_library_logs()
+
+
+def _route_library_logs() -> None:
+    """WhisperX logs INFO to stdout and Lightning announces checkpoint upgrades;
+    send both through the application's logging (stderr) at its level, so
+    stdout stays machine-readable."""
+    level = logging.getLogger().getEffectiveLevel()
+    wx = logging.getLogger("whisperx")
+    wx.handlers[:] = [logging.NullHandler()]  # a handler stops whisperx re-adding its stdout one
+    for name in ("whisperx", "lightning", "lightning.pytorch", "pytorch_lightning", "pyannote"):
+        logger = logging.getLogger(name)
+        logger.setLevel(max(level, logging.WARNING if level > logging.INFO else level))
+        for handler in list(logger.handlers):
+            if name != "whisperx":
+                logger.removeHandler(handler)
+        logger.propagate = True

@@ -88,64 +88,90 @@ def _check_not_overwriting(source: Path, finals: dict[str, Path]) -> None:
             raise InputError(source, f"output {final.name} would overwrite the source; choose another --out")
 
 
-def caption_file(source: str | Path, out_dir: str | Path, options: CaptionOptions | None = None,
-                 progress: Progress | None = None) -> dict:
-    """Caption one file; return the result record (outputs, duration, language, timings)."""
-    options = options or CaptionOptions()
-    settings = options.settings
-    source, out_dir = Path(source), Path(out_dir)
-    report = progress or (lambda stage, fraction: None)
-    timings: dict[str, float] = {}
-    started = time.monotonic()
-
-    def timed(stage: str, fn, *args, **kwargs):
-        report(stage, 0.0)
-        t0 = time.monotonic()
-        value = fn(*args, **kwargs)
-        timings[stage] = round(time.monotonic() - t0, 3)
-        return value
-
-    info = timed("probing", media.probe, source)
-    if options.burn_in and not info.has_video:
+def prepare(source: str | Path, out_dir: str | Path, burn_in: bool) -> tuple[media.MediaInfo, dict[str, Path]]:
+    """Probe the source and decide the output paths; rejects unusable inputs."""
+    source = Path(source)
+    info = media.probe(source)
+    if burn_in and not info.has_video:
         raise InputError(source, "has no video stream to burn captions into (use --no-burn-in)")
-    finals = output_paths(source, out_dir)
-    if not options.burn_in:
+    finals = output_paths(source, Path(out_dir))
+    if not burn_in:
         finals.pop("video")
     _check_not_overwriting(source, finals)
+    return info, finals
 
+
+def transcribe_media(info: media.MediaInfo, options: CaptionOptions, report: Progress, timings: dict):
+    """Decode audio, transcribe, and cut captions: (transcript, captions)."""
+    settings = options.settings
     t0 = time.monotonic()
     audio = media.load_audio(info)
     timings["decode_audio"] = round(time.monotonic() - t0, 3)
-    pipeline = timed("load_model", models.load_pipeline, options.model, settings["WHISPER_DEVICE"],
-                     settings["WHISPER_COMPUTE_TYPE"], settings["WHISPER_THREADS"])
-    language = None if options.language == "auto" else options.language
-    transcript = timed("transcribing", transcription.transcribe, pipeline, audio, language=language,
-                       batch_size=settings["WHISPER_BATCH_SIZE"], align_model=settings["ALIGN_MODEL"],
-                       device=settings["WHISPER_DEVICE"],
-                       progress=lambda f: report("transcribing", f))
-    captions = timed("captioning", captions_mod.build_captions, transcript.words, options.rows, info.duration)
+    t0 = time.monotonic()
+    pipeline = models.load_pipeline(options.model, settings["WHISPER_DEVICE"],
+                                    settings["WHISPER_COMPUTE_TYPE"], settings["WHISPER_THREADS"])
+    timings["load_model"] = round(time.monotonic() - t0, 3)
+    report("transcribing", 0.0)
+    t0 = time.monotonic()
+    transcript = transcription.transcribe(
+        pipeline, audio, language=None if options.language == "auto" else options.language,
+        batch_size=settings["WHISPER_BATCH_SIZE"], align_model=settings["ALIGN_MODEL"],
+        device=settings["WHISPER_DEVICE"], progress=lambda f: report("transcribing", f))
+    timings["transcribing"] = round(time.monotonic() - t0, 3)
+    report("captioning", 0.0)
+    t0 = time.monotonic()
+    captions = captions_mod.build_captions(transcript.words, options.rows, info.duration)
+    timings["captioning"] = round(time.monotonic() - t0, 3)
+    return transcript, captions
 
-    staging = Staging(out_dir, source.stem)
-    try:
-        sidecars = writers.render_sidecars(transcript, captions, source=str(source), model=options.model,
-                                           media=info.as_dict())
-        for kind, text in sidecars.items():
-            staging.path(finals[kind]).write_text(text, encoding="utf-8")
-        render = {}
-        if options.burn_in:
-            ass = staging.dir / "captions.ass"
-            ass.write_text(burnin.ass_document(captions, info.width, info.height), encoding="utf-8")
-            render = timed("rendering", burnin.burn_in, info, ass, staging.path(finals["video"]),
-                           preset=settings["RENDER_PRESET"], crf=settings["RENDER_CRF"],
-                           progress=lambda f: report("rendering", f))
-        staging.publish(finals)
-    except OSError as err:
-        raise ProcessingError(source, f"cannot write outputs to {out_dir}: {err.strerror or err}") from err
-    finally:
-        staging.discard()
-    timings["total"] = round(time.monotonic() - started, 3)
+
+def stage_sidecars(staging: Staging, finals: dict[str, Path], info: media.MediaInfo, transcript,
+                   captions, options: CaptionOptions) -> None:
+    sidecars = writers.render_sidecars(transcript, captions, source=info.path, model=options.model,
+                                       media=info.as_dict())
+    for kind, text in sidecars.items():
+        staging.path(finals[kind]).write_text(text, encoding="utf-8")
+
+
+def stage_video(staging: Staging, final: Path, info: media.MediaInfo, captions, settings: dict,
+                report: Progress, timings: dict) -> dict:
+    report("rendering", 0.0)
+    t0 = time.monotonic()
+    ass = staging.dir / "captions.ass"
+    ass.write_text(burnin.ass_document(captions, info.width, info.height), encoding="utf-8")
+    render = burnin.burn_in(info, ass, staging.path(final), preset=settings["RENDER_PRESET"],
+                            crf=settings["RENDER_CRF"], progress=lambda f: report("rendering", f))
+    timings["rendering"] = round(time.monotonic() - t0, 3)
+    return render
+
+
+def writing_outputs(source: Path, out_dir: Path):
+    """Staging for one source; OSErrors (disk full, permissions) become ProcessingError."""
+    return _Writing(source, out_dir)
+
+
+class _Writing:
+    def __init__(self, source: Path, out_dir: Path):
+        self.source, self.out_dir = Path(source), Path(out_dir)
+
+    def __enter__(self) -> Staging:
+        try:
+            self.staging = Staging(self.out_dir, self.source.stem)
+        except OSError as err:
+            raise ProcessingError(self.source, f"cannot write outputs to {self.out_dir}: {err.strerror or err}") from err
+        return self.staging
+
+    def __exit__(self, kind, err, tb):
+        self.staging.discard()
+        if isinstance(err, OSError) and not isinstance(err, CaptionError):
+            raise ProcessingError(self.source, f"cannot write outputs to {self.out_dir}: {err.strerror or err}") from err
+        return False
+
+
+def result_record(info: media.MediaInfo, finals: dict[str, Path], transcript, captions, options: CaptionOptions,
+                  render: dict, timings: dict) -> dict:
     return {
-        "source": str(source),
+        "source": info.path,
         "outputs": {kind: str(path) for kind, path in finals.items()},
         "duration": round(info.duration, 3),
         "language": transcript.language,
@@ -157,6 +183,27 @@ def caption_file(source: str | Path, out_dir: str | Path, options: CaptionOption
         "render": render,
         "timings": timings,
     }
+
+
+def caption_file(source: str | Path, out_dir: str | Path, options: CaptionOptions | None = None,
+                 progress: Progress | None = None) -> dict:
+    """Caption one file end to end; return the result record (outputs, duration, language, timings)."""
+    options = options or CaptionOptions()
+    report = progress or (lambda stage, fraction: None)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    report("probing", 0.0)
+    info, finals = prepare(source, out_dir, options.burn_in)
+    timings["probing"] = round(time.monotonic() - started, 3)
+    transcript, captions = transcribe_media(info, options, report, timings)
+    render: dict = {}
+    with writing_outputs(Path(source), Path(out_dir)) as staging:
+        stage_sidecars(staging, finals, info, transcript, captions, options)
+        if options.burn_in:
+            render = stage_video(staging, finals["video"], info, captions, options.settings, report, timings)
+        staging.publish(finals)
+    timings["total"] = round(time.monotonic() - started, 3)
+    return result_record(info, finals, transcript, captions, options, render, timings)
 
 
 __all__ = ["CaptionError", "CaptionOptions", "STAGES", "caption_file", "output_paths"]

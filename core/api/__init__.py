@@ -1,0 +1,1 @@
+"""REST API blueprints (batch submission, job status, queue).  See issue #3."""

@@ -1,0 +1,1 @@
+"""Celery application and tasks (``celery -A core.tasks worker``).  See issue #3."""
