@@ -1,1 +1,7 @@
-"""Celery application and tasks (``celery -A core.tasks worker``).  See issue #3."""
+"""Celery application and tasks: ``celery -A core.tasks worker``."""
+
+from .app import create_celery
+
+celery = create_celery()
+
+__all__ = ["celery"]

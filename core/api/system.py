@@ -1,0 +1,44 @@
+"""Queue and health routes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from sqlalchemy import text
+
+from ..db import get_engine
+from ..services import queue_inspect
+
+bp = Blueprint("system", __name__)
+
+
+@bp.get("/queue")
+def queue():
+    from ..tasks import celery
+
+    return jsonify(queue_inspect.snapshot(celery))
+
+
+@bp.get("/health")
+def health():
+    from ..tasks import celery
+
+    report = {}
+    try:
+        with celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            conn.default_channel.client.ping()
+        report["redis"] = {"ok": True}
+    except Exception as err:  # noqa: BLE001 - report any broker failure as unhealthy
+        report["redis"] = {"ok": False, "error": str(err)}
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        report["database"] = {"ok": True}
+    except Exception as err:  # noqa: BLE001
+        report["database"] = {"ok": False, "error": str(err)}
+    workers = {}
+    if report["redis"]["ok"]:
+        workers = celery.control.inspect(timeout=1.0).ping() or {}
+    report["workers"] = {"ok": bool(workers), "count": len(workers), "names": sorted(workers)}
+    healthy = all(part["ok"] for part in report.values())
+    return jsonify({"status": "ok" if healthy else "degraded", **report}), 200 if healthy else 503

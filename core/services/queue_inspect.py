@@ -1,0 +1,73 @@
+"""Celery inspect data per worker, each task joined to its job; the Queue tab and /api/queue."""
+
+from __future__ import annotations
+
+import time
+
+from . import jobs
+
+
+def _job_id_of(task: dict) -> str | None:
+    args = task.get("args")
+    if isinstance(args, (list, tuple)) and args and isinstance(args[0], str):
+        return args[0]
+    request = task.get("request") or {}
+    args = request.get("args")
+    if isinstance(args, (list, tuple)) and args and isinstance(args[0], str):
+        return args[0]
+    return None
+
+
+def _flatten(kind: str, replies: dict | None) -> list[dict]:
+    rows = []
+    for worker, tasks in (replies or {}).items():
+        for task in tasks or []:
+            body = task.get("request", task) if kind == "scheduled" else task
+            rows.append({
+                "worker": worker,
+                "task_id": body.get("id"),
+                "name": body.get("name"),
+                "args": body.get("args"),
+                "time_start": body.get("time_start"),
+                "eta": task.get("eta") if kind == "scheduled" else None,
+                "priority": (body.get("delivery_info") or {}).get("priority"),
+                "queue": (body.get("delivery_info") or {}).get("routing_key"),
+                "job_id": _job_id_of(body),
+            })
+    return rows
+
+
+def snapshot(app, timeout: float = 1.0) -> dict:
+    """One broadcast of each inspect call, joined to the job store."""
+    started = time.monotonic()
+    inspect = app.control.inspect(timeout=timeout)
+    active, reserved, scheduled = inspect.active(), inspect.reserved(), inspect.scheduled()
+    stats, queues = inspect.stats() or {}, inspect.active_queues() or {}
+    rows = {kind: _flatten(kind, replies) for kind, replies in
+            (("active", active), ("reserved", reserved), ("scheduled", scheduled))}
+    known = jobs.jobs_by_ids([r["job_id"] for kind in rows.values() for r in kind if r["job_id"]])
+    for kind in rows.values():
+        for row in kind:
+            job = known.get(row["job_id"])
+            row["job"] = job
+            if job:
+                row.update(file=job["source"], stage=job["stage"], progress=job["progress"],
+                           status=job["status"], estimated_completion=job["estimated_completion"])
+    names = set(stats) | set(queues) | {w for replies in (active, reserved, scheduled) for w in (replies or {})}
+    workers = []
+    for name in sorted(names):
+        info = stats.get(name, {})
+        pool = info.get("pool", {})
+        workers.append({
+            "name": name,
+            "online": True,
+            "queues": [q.get("name") for q in queues.get(name, [])],
+            "concurrency": pool.get("max-concurrency"),
+            "pool": pool.get("implementation"),
+            "processed": sum((info.get("total") or {}).values()),
+            "active": sum(1 for r in rows["active"] if r["worker"] == name),
+            "pid": info.get("pid"),
+            "uptime": info.get("uptime"),
+        })
+    return {**rows, "workers": workers, "counts": jobs.counts(),
+            "inspect_ms": round((time.monotonic() - started) * 1000, 1)}
