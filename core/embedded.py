@@ -1,0 +1,127 @@
+"""Local Redis and Celery worker processes, for a one-machine setup and for tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_reachable(url: str, timeout: float = 1.0) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping())
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return False
+
+
+class RedisServer:
+    """A private ``redis-server`` with append-only persistence under ``data_dir``."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = True):
+        self.data_dir, self.port, self.persist = Path(data_dir), port or free_port(), persist
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> "RedisServer":
+        if not shutil.which("redis-server"):
+            raise RuntimeError("redis-server is not installed (run scripts/setup.sh)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+                "--save", "", "--appendonly", "yes" if self.persist else "no", "--protected-mode", "yes"]
+        self.proc = subprocess.Popen(args, stdout=open(self.data_dir / "redis.log", "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited; see {self.data_dir / 'redis.log'}")
+            if redis_reachable(self.url, 0.2):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Worker:
+    """``celery -A core.tasks worker`` as a child process (optionally with beat)."""
+
+    def __init__(self, env: dict[str, str], log_file: Path, queues: str = "transcribe,render",
+                 concurrency: int = 1, beat: bool = False, name: str | None = None):
+        self.env, self.log_file, self.queues = env, Path(log_file), queues
+        self.concurrency, self.beat, self.name = concurrency, beat, name or f"worker-{os.getpid()}@%h"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        args = [sys.executable, "-m", "celery", "-A", "core.tasks", "worker", "-l", "info",
+                "-Q", self.queues, "-c", str(self.concurrency), "-n", self.name, "--without-mingle"]
+        if self.beat:
+            args += ["-B", "-s", str(self.log_file.parent / "celerybeat-schedule")]
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env={**os.environ, **self.env},
+                                     stdout=open(self.log_file, "ab"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Warm shutdown (finish or requeue the current task), then kill the group if it hangs."""
+        if not self.alive():
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._kill_group()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children (a crash, for fault tests)."""
+        self._kill_group()
+        if self.proc:
+            self.proc.wait()
+
+    def _kill_group(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_for_worker(app, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = app.control.inspect(timeout=1.0).ping()
+        if replies:
+            return replies
+        time.sleep(0.5)
+    raise RuntimeError("no Celery worker answered")

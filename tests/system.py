@@ -1,0 +1,73 @@
+"""A private captioning system for tests: redis-server on a free port, a real
+Celery worker, a SQLite job store and a storage root, all under one tmp dir."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.embedded import RedisServer, Worker, wait_for_worker
+
+
+@dataclass
+class System:
+    root: Path
+    storage: Path
+    outputs: Path
+    env: dict
+    redis: RedisServer
+    worker: Worker
+    settings: dict
+    app: object = None       # Flask app
+    celery: object = None
+
+    def restart_worker(self) -> None:
+        self.worker.stop()
+        self.worker.start()
+        wait_for_worker(self.celery)
+
+
+def start_system(tmp: Path, beat: bool = False, extra_env: dict | None = None) -> System:
+    storage, outputs = tmp / "mnt", tmp / "var" / "outputs"
+    (storage / "news").mkdir(parents=True, exist_ok=True)
+    outputs.mkdir(parents=True, exist_ok=True)
+    redis = RedisServer(tmp / "redis", persist=False).start()
+    env = {
+        "REDIS_URL": redis.url,
+        "DATABASE_URL": f"sqlite:///{tmp / 'var' / 'jobs.db'}",
+        "STORAGE_ROOTS": str(storage),
+        "OUTPUT_DIR": str(outputs),
+        "UPLOAD_DIR": str(tmp / "var" / "uploads"),
+        "HEARTBEAT_SECONDS": "2",
+        "STALE_JOB_SECONDS": "10",
+        **(extra_env or {}),
+    }
+    # The Celery app and settings are read from the environment at import time.
+    os.environ.update(env)
+    from core.api import create_app
+    from core.config import load_settings
+    from core.tasks import celery
+
+    celery.conf.broker_url = celery.conf.result_backend = redis.url
+    settings = load_settings()
+    worker = Worker(env, tmp / "worker.log", beat=beat).start()
+    wait_for_worker(celery, timeout=90)
+    app = create_app(settings)
+    return System(tmp, storage, outputs, env, redis, worker, settings, app, celery)
+
+
+def stop_system(system: System) -> None:
+    system.worker.stop()
+    system.redis.stop()
+
+
+def wait_for(predicate, timeout: float = 180.0, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,268 @@
+"""The batch REST API and Celery jobs against real processes: redis-server on a
+free port, a real Celery worker, the real tiny.en model on espeak-ng speech."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.media import make_speech_clip, make_video_without_audio
+from tests.system import start_system, stop_system, wait_for
+
+SHORT = ["Good evening and welcome to the news.", "The weather will be dry tomorrow."]
+FINISHED = ("completed", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    sys_ = start_system(tmp_path_factory.mktemp("system"))
+    news = sys_.storage / "news"
+    for name in ("one.mp4", "two.mp4", "three.mp4"):
+        make_speech_clip(news, SHORT, gap=0.8, lead=0.5, size="320x240", name=name)
+    make_speech_clip(news, SHORT * 8, gap=0.8, lead=0.5, size="1280x720", name="long.mp4")
+    make_video_without_audio(news, name="mute.mp4")
+    (news / "notes.mp4").write_text("this is not a video\n")
+    yield sys_
+    stop_system(sys_)
+    print("worker log tail:\n" + "\n".join((sys_.root / "worker.log").read_text().splitlines()[-20:]))
+
+
+@pytest.fixture
+def client(system):
+    return system.app.test_client()
+
+
+def submit(client, paths, **body):
+    return client.post("/api/transcribe/batch", json={"paths": [str(p) for p in paths], **body})
+
+
+def wait_finished(client, job_id, timeout=240):
+    return wait_for(lambda: (lambda j: j if j["status"] in FINISHED else None)(
+        client.get(f"/api/status/{job_id}").get_json()), timeout, what=f"job {job_id} to finish")
+
+
+def test_worker_registers_tasks_and_both_queues(system):
+    registered = system.celery.control.inspect(timeout=2).registered()
+    names = {task for tasks in registered.values() for task in tasks}
+    for task in ("core.tasks.transcription.batch_transcription", "core.tasks.transcription.transcribe_video",
+                 "core.tasks.transcription.generate_captioned_video"):
+        assert task in names
+    queues = system.celery.control.inspect(timeout=2).active_queues()
+    assert {q["name"] for qs in queues.values() for q in qs} == {"transcribe", "render"}
+
+
+def test_celery_cli_inspect_works(system):
+    env = {**system.env, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "celery", "-A", "core.tasks", "inspect", "registered"],
+                         capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "core.tasks.transcription.transcribe_video" in out.stdout
+
+
+def test_batch_partial_success_runs_to_completion(system, client):
+    news = system.storage / "news"
+    paths = [news / "one.mp4", news / "two.mp4", "/etc/passwd", news / "missing.mp4", news / "one.mp4",
+             news / "mute.mp4", news / "notes.mp4", news, f"{news}/../news/../../../etc/hosts"]
+    resp = submit(client, paths, options={"rows": 2})
+    assert resp.status_code == 202
+    body = resp.get_json()
+    assert set(body) >= {"message", "batch_id", "batch_task_id", "total_files", "valid_paths", "queued", "rejected"}
+    assert body["total_files"] == len(paths) and body["valid_paths"] == 2
+    assert [q["path"] for q in body["queued"]] == [str(news / "one.mp4"), str(news / "two.mp4")]
+    reasons = {r["path"]: r["error"] for r in body["rejected"]}
+    assert "outside the storage roots" in reasons["/etc/passwd"]
+    assert "not found" in reasons[str(news / "missing.mp4")]
+    assert "more than once" in reasons[str(news / "one.mp4")]
+    assert "no audio stream" in reasons[str(news / "mute.mp4")]
+    assert "not a readable media file" in reasons[str(news / "notes.mp4")]
+    assert "directory" in reasons[str(news)]
+    assert "outside the storage roots" in reasons[f"{news}/../news/../../../etc/hosts"]
+
+    for queued in body["queued"]:
+        job = wait_finished(client, queued["job_id"])
+        assert job["status"] == "completed", job["error"]
+        assert job["batch_id"] == body["batch_id"] and job["progress"] == 100.0
+        result = job["result"]
+        assert result["language"] == "en" and result["duration"] > 3
+        assert "weather" in result["text"].lower()
+        assert result["segments"] and result["segments"][0]["words"]
+        for kind in ("scc", "srt", "vtt", "dfxp", "json", "video"):
+            assert Path(result["outputs"][kind]).is_file(), kind
+        # Outputs mirror the source's place under its root.
+        assert Path(result["outputs"]["scc"]).parent == system.outputs / "mnt" / "news"
+        scc = client.get(f"/api/jobs/{queued['job_id']}/outputs/scc")
+        assert scc.status_code == 200 and scc.data.startswith(b"Scenarist_SCC V1.0")
+        assert set(job) >= {"job_id", "status", "stage", "progress", "created_at", "started_at", "completed_at",
+                            "estimated_completion", "worker", "error", "source", "batch_id", "result"}
+        assert job["worker"] and job["started_at"] and job["completed_at"]
+    batch = client.get(f"/api/batches/{body['batch_id']}").get_json()
+    assert batch["total"] == 2 and batch["counts"]["completed"] == 2 and batch["done"] is True
+
+
+def test_batch_with_no_valid_path_is_400_with_reasons(client, system):
+    resp = submit(client, ["/etc/passwd", "relative/clip.mp4"])
+    assert resp.status_code == 400
+    body = resp.get_json()
+    assert "error" in body and len(body["rejected"]) == 2
+    assert "absolute" in body["rejected"][1]["error"]
+
+
+@pytest.mark.parametrize("send, code", [
+    (lambda c: c.post("/api/transcribe/batch", data="{not json", content_type="application/json"), 400),
+    (lambda c: c.post("/api/transcribe/batch", data="paths=x", content_type="text/plain"), 415),
+    (lambda c: c.post("/api/transcribe/batch", json={"paths": "not-a-list"}), 400),
+    (lambda c: c.post("/api/transcribe/batch", json={"paths": ["/x"] * 1001}), 400),
+    (lambda c: c.post("/api/transcribe/batch", json={"paths": ["/x"], "options": {"rows": 9}}), 400),
+    (lambda c: c.post("/api/transcribe/batch", json={"paths": ["/x"], "priority": "urgent"}), 400),
+    (lambda c: c.get("/api/status/nope"), 404),
+    (lambda c: c.post("/api/jobs/nope/cancel"), 404),
+    (lambda c: c.get("/api/jobs?page=zero"), 400),
+    (lambda c: c.get("/api/jobs?status=weird"), 400),
+    (lambda c: c.get("/api/batches/nope"), 404),
+    (lambda c: c.get("/api/no-such-route"), 404),
+])
+def test_bad_requests_get_json_errors(client, send, code):
+    resp = send(client)
+    assert resp.status_code == code
+    assert isinstance(resp.get_json()["error"], str) and resp.get_json()["error"]
+
+
+def test_duplicate_submission_returns_existing_unless_forced(system, client):
+    path = system.storage / "news" / "three.mp4"
+    first = submit(client, [path], options={"burn_in": False}).get_json()["queued"][0]
+    again = submit(client, [path], options={"burn_in": False}).get_json()["queued"][0]
+    if client.get(f"/api/status/{first['job_id']}").get_json()["status"] in ("pending", "processing"):
+        assert again["job_id"] == first["job_id"] and again["existing"] is True
+    forced = submit(client, [path], options={"burn_in": False}, force=True).get_json()["queued"][0]
+    assert forced["job_id"] != first["job_id"] and "existing" not in forced
+    for job_id in {first["job_id"], again["job_id"], forced["job_id"]}:
+        assert wait_finished(client, job_id)["status"] == "completed"
+
+
+def test_cancel_running_job_stops_it_and_removes_outputs(system, client):
+    path = system.storage / "news" / "long.mp4"
+    job_id = submit(client, [path]).get_json()["queued"][0]["job_id"]
+    wait_for(lambda: client.get(f"/api/status/{job_id}").get_json()["stage"] == "rendering", 180,
+             interval=0.2, what="rendering to start")
+    wait_for(lambda: list((system.outputs / "mnt" / "news").glob(".long.partial-*/*.mp4")), 60, interval=0.2,
+             what="the rendition to be written")
+    resp = client.post(f"/api/jobs/{job_id}/cancel")
+    assert resp.status_code == 200 and resp.get_json()["status"] == "cancelled"
+
+    def ffmpeg_gone():
+        out = subprocess.run(["pgrep", "-f", "long.mp4"], capture_output=True, text=True)
+        return out.returncode != 0
+
+    wait_for(ffmpeg_gone, 30, what="ffmpeg to stop")
+    out_dir = system.outputs / "mnt" / "news"
+    wait_for(lambda: not list(out_dir.glob("long*")) and not list(out_dir.glob(".long.partial-*")), 30,
+             what="partial outputs to be removed")
+    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 409
+    # The worker survives and takes the next job.
+    again = submit(client, [system.storage / "news" / "two.mp4"], options={"burn_in": False}, force=True)
+    assert wait_finished(client, again.get_json()["queued"][0]["job_id"])["status"] == "completed"
+
+
+def test_retry_and_delete(system, client):
+    path = system.storage / "news" / "one.mp4"
+    job_id = submit(client, [path], options={"burn_in": False}, force=True).get_json()["queued"][0]["job_id"]
+    client.post(f"/api/jobs/{job_id}/cancel")
+    assert client.post(f"/api/jobs/{job_id}/retry").status_code == 202
+    job = wait_finished(client, job_id)
+    assert job["status"] == "completed" and job["attempts"] >= 1
+    assert client.post(f"/api/jobs/{job_id}/retry").status_code == 409  # completed jobs are not retried
+    outputs = [Path(p) for p in job["result"]["outputs"].values()]
+    assert all(p.exists() for p in outputs)
+    resp = client.delete(f"/api/jobs/{job_id}?outputs=true")
+    assert resp.status_code == 200 and resp.get_json()["deleted"] is True
+    assert not any(p.exists() for p in outputs)
+    assert client.get(f"/api/status/{job_id}").status_code == 404
+
+
+def test_failed_job_keeps_reason_and_worker_survives(system, client):
+    news = system.storage / "news"
+    broken = news / "broken.mp4"
+    data = (news / "long.mp4").read_bytes()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(news / "long.mp4"), "-c", "copy",
+                    "-movflags", "+faststart", str(broken)], check=True)
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) // 3])  # header intact: it probes, but audio is cut short
+    body = submit(client, [broken]).get_json()
+    if body.get("queued"):
+        job = wait_finished(client, body["queued"][0]["job_id"])
+        assert job["status"] == "failed" and "truncated or corrupt" in job["error"]
+    else:
+        assert "truncated" in body["rejected"][0]["error"] or "readable" in body["rejected"][0]["error"]
+    ok = submit(client, [news / "two.mp4"], options={"burn_in": False}, force=True).get_json()
+    assert wait_finished(client, ok["queued"][0]["job_id"])["status"] == "completed"
+
+
+def test_jobs_listing_pages_and_filters(system, client):
+    listing = client.get("/api/jobs?page=1&page_size=2").get_json()
+    assert set(listing) == {"items", "page", "page_size", "total"}
+    assert listing["page_size"] == 2 and len(listing["items"]) == 2 and listing["total"] >= 4
+    page2 = client.get("/api/jobs?page=2&page_size=2").get_json()
+    assert not {j["job_id"] for j in listing["items"]} & {j["job_id"] for j in page2["items"]}
+    completed = client.get("/api/jobs?status=completed&page_size=500").get_json()
+    assert completed["items"] and all(j["status"] == "completed" for j in completed["items"])
+    named = client.get("/api/jobs?q=two.mp4&page_size=500").get_json()
+    assert named["items"] and all("two.mp4" in j["source"] for j in named["items"])
+    batch_id = named["items"][0]["batch_id"]
+    in_batch = client.get(f"/api/jobs?batch_id={batch_id}&page_size=500").get_json()
+    assert in_batch["items"] and all(j["batch_id"] == batch_id for j in in_batch["items"])
+
+
+def test_high_priority_jumps_the_queue(system, client):
+    news = system.storage / "news"
+    normal = [submit(client, [news / name], options={"burn_in": False}, force=True).get_json()["queued"][0]["job_id"]
+              for name in ("one.mp4", "two.mp4", "three.mp4", "one.mp4")]
+    urgent = submit(client, [news / "two.mp4"], options={"burn_in": False}, force=True,
+                    priority="high").get_json()["queued"][0]["job_id"]
+    jobs = {job_id: wait_finished(client, job_id) for job_id in normal + [urgent]}
+    started = sorted(jobs, key=lambda j: (jobs[j]["started_at"], j))
+    # The worker was busy with at most the first normal job when the urgent one arrived.
+    assert started.index(urgent) <= 1, [jobs[j]["started_at"] for j in started]
+
+
+def test_queue_and_health_report_workers_and_jobs(system, client):
+    job_id = submit(client, [system.storage / "news" / "long.mp4"], force=True).get_json()["queued"][0]["job_id"]
+    snapshot = wait_for(lambda: (lambda q: q if any(t.get("job_id") == job_id for t in q["active"]) else None)(
+        client.get("/api/queue").get_json()), 120, interval=0.3, what="the job to be active")
+    assert set(snapshot) >= {"active", "reserved", "scheduled", "workers", "counts"}
+    task = next(t for t in snapshot["active"] if t["job_id"] == job_id)
+    assert task["file"].endswith("long.mp4") and task["stage"] in ("probing", "transcribing", "captioning",
+                                                                    "rendering")
+    assert snapshot["workers"][0]["queues"] and snapshot["counts"]["processing"] >= 1
+    health = client.get("/api/health")
+    assert health.status_code == 200
+    assert health.get_json()["redis"]["ok"] and health.get_json()["database"]["ok"]
+    assert health.get_json()["workers"]["count"] == 1
+    client.post(f"/api/jobs/{job_id}/cancel")
+
+
+def test_upload_is_probed_and_size_limited(system, client, tmp_path):
+    clip = make_speech_clip(tmp_path, SHORT, gap=0.5, lead=0.5, size="320x240", name="up load.mp4")
+    resp = client.post("/api/transcribe", data={"file": (open(clip.path, "rb"), "up load.mp4"),
+                                                "burn_in": "false", "language": "en"},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 202, resp.get_json()
+    body = resp.get_json()
+    assert body["status"] == "pending" and body["status_url"].endswith(body["job_id"]) and body["estimated_time"]
+    assert wait_finished(client, body["job_id"])["status"] == "completed"
+    bad = client.post("/api/transcribe", data={"file": (io.BytesIO(b"hello"), "x.mp4")},
+                      content_type="multipart/form-data")
+    assert bad.status_code == 400 and "not a readable media file" in bad.get_json()["error"]
+    small = system.app.config["MAX_CONTENT_LENGTH"]
+    system.app.config["MAX_CONTENT_LENGTH"] = 1024
+    try:
+        big = client.post("/api/transcribe", data={"file": (io.BytesIO(b"0" * 4096), "big.mp4")},
+                          content_type="multipart/form-data")
+        assert big.status_code == 413 and "limit" in big.get_json()["error"]
+    finally:
+        system.app.config["MAX_CONTENT_LENGTH"] = small
+    assert shutil.which("ffmpeg")
