@@ -1,4 +1,9 @@
-"""Command line: ``python -m core.cli caption VIDEO [VIDEO ...] --out DIR``."""
+"""Command line.
+
+    python -m core.cli caption VIDEO [VIDEO ...] --out DIR   caption files directly
+    python -m core.cli check                                  verify Redis, workers, database, ffmpeg, model
+    python -m core.cli purge                                  empty the waiting queue, cancel those jobs
+"""
 
 from __future__ import annotations
 
@@ -44,6 +49,29 @@ def _caption(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from .config import load_settings
+    from .services.checks import run_checks
+
+    results = run_checks(load_settings())
+    for check in results:
+        print(f"{'OK  ' if check.ok else 'FAIL'} {check.name:9} {check.detail}")
+        if not check.ok and check.fix:
+            print(f"     {'':9} fix: {check.fix}")
+    failed = [c.name for c in results if not c.ok]
+    print("all checks passed" if not failed else f"{len(failed)} problem(s): {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from .services.jobs import purge_waiting
+    from .tasks import celery
+
+    result = purge_waiting(celery)
+    print(json.dumps(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,12 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     cap.add_argument("--rows", type=int, default=2, choices=range(1, MAX_ROWS + 1),
                      help="rows per pop-on caption (default 2)")
     cap.add_argument("-v", "--verbose", action="store_true")
+    cap.set_defaults(run=_caption)
+    sub.add_parser("check", help="verify the infrastructure and say how to fix what is wrong").set_defaults(run=_check)
+    sub.add_parser("purge", help="empty the waiting queue and mark those jobs cancelled").set_defaults(run=_purge)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
+    if not verbose:
         warnings.filterwarnings("ignore")
-    return _caption(args)
+    return args.run(args)
 
 
 if __name__ == "__main__":

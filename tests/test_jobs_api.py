@@ -266,3 +266,40 @@ def test_upload_is_probed_and_size_limited(system, client, tmp_path):
     finally:
         system.app.config["MAX_CONTENT_LENGTH"] = small
     assert shutil.which("ffmpeg")
+
+
+def _cli(system, *args):
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True,
+                          env={**__import__("os").environ, **system.env}, cwd=Path(__file__).parent.parent, timeout=120)
+
+
+def test_cli_check_reports_each_component(system):
+    out = _cli(system, "check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    for name in ("redis", "workers", "database", "ffmpeg", "model", "storage"):
+        assert any(line.startswith("OK") and f" {name} " in line + " " for line in out.stdout.splitlines()), name
+    assert "transcribe" in out.stdout and "render" in out.stdout
+    broken = subprocess.run([sys.executable, "-m", "core.cli", "check"], capture_output=True, text=True,
+                            env={**__import__("os").environ, **system.env, "REDIS_URL": "redis://127.0.0.1:1/0"},
+                            cwd=Path(__file__).parent.parent, timeout=120)
+    assert broken.returncode == 1
+    assert "FAIL redis" in broken.stdout and "fix:" in broken.stdout
+
+
+def test_cli_purge_cancels_waiting_jobs_only(system, client):
+    news = system.storage / "news"
+    running = submit(client, [news / "long.mp4"], force=True).get_json()["queued"][0]["job_id"]
+    wait_for(lambda: client.get(f"/api/status/{running}").get_json()["status"] == "processing", 120, interval=0.2,
+             what="the long job to start")
+    waiting = [submit(client, [news / n], options={"burn_in": False}, force=True).get_json()["queued"][0]["job_id"]
+               for n in ("one.mp4", "two.mp4")]
+    out = _cli(system, "purge")
+    assert out.returncode == 0, out.stderr
+    report = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert set(waiting) <= set(report["job_ids"]) and running not in report["job_ids"]
+    for job_id in waiting:
+        job = client.get(f"/api/status/{job_id}").get_json()
+        assert job["status"] == "cancelled" and "purged" in job["error"]
+    assert wait_finished(client, running)["status"] == "completed"
+    for job_id in waiting:  # a purged job never runs
+        assert client.get(f"/api/status/{job_id}").get_json()["started_at"] is None

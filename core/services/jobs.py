@@ -509,3 +509,17 @@ def stale_jobs(older_than: timedelta) -> list[Job]:
     with session_scope() as s:
         return list(s.scalars(select(Job).where(
             Job.status == PROCESSING, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))).all())
+
+
+def purge_waiting(app) -> dict:
+    """Empty the broker queues and cancel every job that had not started."""
+    with session_scope() as s:
+        waiting = s.scalars(select(Job).where(Job.status == PENDING)).all()
+        task_ids = [j.task_id for j in waiting if j.task_id]
+        for job in waiting:
+            job.status, job.completed_at, job.error = CANCELLED, utcnow(), "purged from the queue by operator"
+        ids = [j.id for j in waiting]
+    messages = app.control.purge()
+    for task_id in task_ids:  # messages a worker already reserved are not in the queue any more
+        app.control.revoke(task_id)
+    return {"purged_messages": messages, "cancelled_jobs": len(ids), "job_ids": ids}

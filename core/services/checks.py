@@ -1,0 +1,108 @@
+"""Infrastructure checks for ``python -m core.cli check``: what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import project_path
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _redis(settings) -> Check:
+    from ..embedded import redis_reachable
+
+    url = settings["REDIS_URL"]
+    if redis_reachable(url, 2.0):
+        return Check("redis", True, url)
+    return Check("redis", False, f"cannot reach {url}",
+                 "start redis-server, or set REDIS_URL; `python start_dashboard.py` starts one for you")
+
+
+def _workers(settings, redis_ok: bool) -> Check:
+    if not redis_ok:
+        return Check("workers", False, "not checked: Redis is unreachable")
+    from ..tasks import celery
+
+    queues = celery.control.inspect(timeout=2.0).active_queues() or {}
+    if not queues:
+        return Check("workers", False, "no Celery worker answered",
+                     "start one: celery -A core.tasks worker -l info (consumes both queues)")
+    served = {q["name"] for qs in queues.values() for q in qs}
+    detail = "; ".join(f"{name}: {', '.join(sorted(q['name'] for q in qs))}" for name, qs in sorted(queues.items()))
+    missing = {"transcribe", "render"} - served
+    if missing:
+        return Check("workers", False, f"{detail}; nobody consumes {', '.join(sorted(missing))}",
+                     f"start a worker with -Q {','.join(sorted(missing))}")
+    return Check("workers", True, detail)
+
+
+def _database(settings) -> Check:
+    from sqlalchemy import text
+
+    from ..db import database_url, get_engine
+
+    url = database_url(settings)
+    try:
+        with get_engine(url).connect() as conn:
+            conn.execute(text("SELECT count(*) FROM jobs"))
+        return Check("database", True, url.split("@")[-1])
+    except Exception as err:  # noqa: BLE001 - report whatever the driver says
+        return Check("database", False, f"{url.split('@')[-1]}: {err}",
+                     "check DATABASE_URL (PostgreSQL needs the psycopg driver and an existing database)")
+
+
+def _ffmpeg() -> Check:
+    if not shutil.which("ffmpeg") or not shutil.which("ffprobe"):
+        return Check("ffmpeg", False, "ffmpeg/ffprobe not on PATH", "apt-get install ffmpeg")
+    filters = subprocess.run(["ffmpeg", "-hide_banner", "-filters"], capture_output=True, text=True).stdout
+    if " subtitles " not in filters:
+        return Check("ffmpeg", False, "ffmpeg lacks libass (no subtitles filter)", "install an ffmpeg built with libass")
+    version = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return Check("ffmpeg", True, f"{version}; libass subtitles filter present")
+
+
+def _model(settings) -> Check:
+    from .models import resolve_model
+
+    name = settings["WHISPER_MODEL"]
+    try:
+        resolved = resolve_model(name)
+    except Exception as err:  # noqa: BLE001
+        return Check("model", False, str(err), "run scripts/setup.sh, or set WHISPER_MODEL to a CTranslate2 directory")
+    if not Path(resolved).is_dir():
+        return Check("model", True, f"{name}: will be downloaded by faster-whisper (needs internet)")
+    return Check("model", True, f"{name}: {resolved}")
+
+
+def _storage(settings) -> Check:
+    missing = [r for r in settings["STORAGE_ROOTS"] if not Path(r).is_dir()]
+    out = project_path(settings["OUTPUT_DIR"])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        writable = os.access(out, os.W_OK)
+    except OSError:
+        writable = False
+    problems = []
+    if missing:
+        problems.append(f"storage root(s) missing: {', '.join(missing)}")
+    if not writable:
+        problems.append(f"OUTPUT_DIR {out} is not writable")
+    if problems:
+        return Check("storage", False, "; ".join(problems), "mount the shares or fix STORAGE_ROOTS / OUTPUT_DIR")
+    return Check("storage", True, f"roots {', '.join(settings['STORAGE_ROOTS'])}; outputs {out}")
+
+
+def run_checks(settings: dict) -> list[Check]:
+    redis = _redis(settings)
+    return [redis, _workers(settings, redis.ok), _database(settings), _ffmpeg(), _model(settings), _storage(settings)]
