@@ -42,3 +42,18 @@ def health():
     report["workers"] = {"ok": bool(workers), "count": len(workers), "names": sorted(workers)}
     healthy = all(part["ok"] for part in report.values())
     return jsonify({"status": "ok" if healthy else "degraded", **report}), 200 if healthy else 503
+
+
+INSPECT_METHODS = ("ping", "stats", "registered", "active_queues", "active", "reserved", "scheduled", "revoked",
+                   "conf")
+
+
+@bp.get("/inspect/<method>")
+def inspect(method: str):
+    """Raw Celery inspect replies, as `celery -A core.tasks inspect <method>` prints them."""
+    from ..tasks import celery
+
+    if method not in INSPECT_METHODS:
+        return jsonify(error=f"unknown inspect method; use one of {', '.join(INSPECT_METHODS)}"), 404
+    replies = getattr(celery.control.inspect(timeout=1.0), method)() or {}
+    return jsonify({"method": method, "command": f"celery -A core.tasks inspect {method}", "replies": replies})
