@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 from core.config import PROJECT_ROOT, load_settings
 from core.embedded import RedisServer, Worker, redis_reachable

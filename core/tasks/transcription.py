@@ -68,11 +68,6 @@ def _heartbeat(job_id: str):
         stop.set()
 
 
-def _time_limit_message(job: Job) -> str:
-    return (f"{job.source}: stopped after exceeding its time limit "
-            f"({job.media_duration or 0:.0f} s of media); see TIME_LIMIT_* settings")
-
-
 @celery.task(bind=True, name="core.tasks.transcription.batch_transcription")
 def batch_transcription(self, batch_id: str) -> dict:
     """Dispatch one transcription per pending job of the batch."""
@@ -120,14 +115,8 @@ def transcribe_video(self, job_id: str) -> dict:
             with session_scope() as s:
                 s.get(Job, job_id).task_id = render_id
         return {"job_id": job_id, "captions": record["captions"], "render_queued": options.burn_in}
-    except CaptionError as err:
-        jobs.fail(job_id, str(err))
-        return {"job_id": job_id, "error": str(err)}
-    except SoftTimeLimitExceeded:
-        jobs.fail(job_id, _time_limit_message(job))
-        return {"job_id": job_id, "error": "time limit"}
-    except TRANSIENT as err:
-        _retry_or_fail(self, job_id, err)
+    except (CaptionError, SoftTimeLimitExceeded, *TRANSIENT) as err:
+        return _failed(self, job, err)
 
 
 @celery.task(bind=True, name="core.tasks.transcription.generate_captioned_video")
@@ -156,22 +145,22 @@ def generate_captioned_video(self, job_id: str) -> dict:
         jobs.store_result(job_id, {"outputs": {"video": str(final)}, "render": render, "timings": timings},
                           done=True)
         return {"job_id": job_id, "video": str(final)}
-    except CaptionError as err:
-        jobs.fail(job_id, str(err))
-        return {"job_id": job_id, "error": str(err)}
-    except SoftTimeLimitExceeded:
-        jobs.fail(job_id, _time_limit_message(job))
-        return {"job_id": job_id, "error": "time limit"}
-    except TRANSIENT as err:
-        _retry_or_fail(self, job_id, err)
+    except (CaptionError, SoftTimeLimitExceeded, *TRANSIENT) as err:
+        return _failed(self, job, err)
 
 
-def _retry_or_fail(task, job_id: str, err: Exception):
-    """Transient infrastructure faults are retried with exponential backoff."""
-    limit = load_settings()["TASK_MAX_RETRIES"]
-    if task.request.retries >= limit:
-        try:
-            jobs.fail(job_id, f"gave up after {limit} retries: {err}")
-        finally:
-            return {"job_id": job_id, "error": str(err)}
-    raise task.retry(exc=err, countdown=min(300, 5 * 2 ** task.request.retries), max_retries=limit)
+def _failed(task, job: Job, err: Exception) -> dict:
+    """Bad input and tool failures fail the job; transient infrastructure faults
+    are retried with exponential backoff, then fail it."""
+    if isinstance(err, TRANSIENT):
+        limit = load_settings()["TASK_MAX_RETRIES"]
+        if task.request.retries < limit:
+            raise task.retry(exc=err, countdown=min(300, 5 * 2 ** task.request.retries), max_retries=limit)
+        message = f"{job.source}: gave up after {limit} retries: {err}"
+    elif isinstance(err, SoftTimeLimitExceeded):
+        message = (f"{job.source}: stopped after exceeding its time limit "
+                   f"({job.media_duration or 0:.0f} s of media); see TIME_LIMIT_* settings")
+    else:
+        message = str(err)
+    jobs.fail(job.id, message)
+    return {"job_id": job.id, "error": message}
