@@ -46,12 +46,14 @@ def start_system(tmp: Path, beat: bool = False, extra_env: dict | None = None) -
     }
     # The Celery app and settings are read from the environment at import time.
     os.environ.update(env)
+    import core.tasks
     from core.api import create_app
     from core.config import load_settings
-    from core.tasks import celery
+    from core.tasks.app import create_celery
 
-    celery.conf.broker_url = celery.conf.result_backend = redis.url
     settings = load_settings()
+    # A fresh app: one made for an earlier system keeps pooled connections to its Redis.
+    core.tasks.celery = celery = create_celery(settings)
     worker = Worker(env, tmp / "worker.log", beat=beat).start()
     wait_for_worker(celery, timeout=90)
     app = create_app(settings)

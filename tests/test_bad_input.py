@@ -220,7 +220,8 @@ def test_burn_in_with_an_awkward_name_succeeds(burn_run):
     stem = Path(WEIRD_NAME).stem
     video = burn_run.out / f"{stem}_captioned.mp4"
     assert Path(burn_run.record["outputs"]["video"]) == video
-    assert out_entries(burn_run.out) == sorted([WEIRD_NAME, f"{stem}_captioned.mp4"] + [f"{stem}.{k}" for k in SIDECARS])
+    expected = [WEIRD_NAME, f"{stem}_captioned.mp4"] + [f"{stem}.{k}" for k in SIDECARS]
+    assert out_entries(burn_run.out) == sorted(expected)
 
 
 def test_source_in_the_output_folder_is_left_byte_identical(burn_run):
@@ -306,8 +307,8 @@ class KillResult:
     published_after_kill: list
     staging_after_kill: list
     orphans: list
-    rerun: CliRun | None
-    log: str
+    rerun: CliRun | None = field(repr=False)
+    log: str = field(repr=False)
 
 
 def _cmdline(pid: int) -> str:

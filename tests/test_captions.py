@@ -48,13 +48,14 @@ def random_transcript(n: int, seed: int, start: float = 0.5) -> list[W]:
     """``n`` words of seeded random length, punctuation, typography and pauses."""
     rng = random.Random(seed)
     letters = "abcdefghijklmnopqrstuvwxyz"
+    lengths = [1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7, 8, 9, 10, 12]
     extras = ["café", "naïve", "Straße", "“quoted”", "it’s", "über", "señor", "…", "♪", "½", "—", "déjà"]
     out, t = [], start
     for _ in range(n):
         if rng.random() < 0.05:
             word = rng.choice(extras)
         else:
-            word = "".join(rng.choice(letters) for _ in range(rng.choice([1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7, 8, 9, 10, 12])))
+            word = "".join(rng.choice(letters) for _ in range(rng.choice(lengths)))
         r = rng.random()
         word += "." if r < 0.08 else "," if r < 0.13 else "?" if r < 0.14 else ""
         dur = 0.1 + 0.05 * len(word)
@@ -138,7 +139,8 @@ def assert_timing_rules(captions, media_duration: float | None):
         assert cap.end - cap.start <= 6.0 + EPS, f"caption {k} stays up {cap.end - cap.start:.2f}s > 6s: {cap}"
         nxt = captions[k + 1].start if k + 1 < len(captions) else (media_duration or float("inf"))
         if k + 1 < len(captions):
-            assert captions[k + 1].start > cap.start, f"captions {k} and {k + 1} start together: {cap} / {captions[k + 1]}"
+            assert captions[k + 1].start > cap.start, (
+                f"captions {k} and {k + 1} start together: {cap} / {captions[k + 1]}")
             assert cap.end <= captions[k + 1].start + EPS, f"caption {k} overlaps the next: {cap} / {captions[k + 1]}"
         if nxt - cap.start >= 1.0:
             assert cap.end - cap.start >= 1.0 - EPS, (
@@ -368,9 +370,11 @@ def words_per_caption(captions, words) -> list[list[int]]:
 
 
 LONG_WORD_CASES = {
-    "rows1-compound": (1, [W("Captain", 2.0, 2.4), W("of", 2.5, 2.6), W("Donaudampfschifffahrtsgesellschaft.", 2.7, 4.2)]),
+    "rows1-compound": (1, [W("Captain", 2.0, 2.4), W("of", 2.5, 2.6),
+                           W("Donaudampfschifffahrtsgesellschaft.", 2.7, 4.2)]),
     "rows1-place-name": (1, [W("Welcome", 2.0, 2.4), W("to", 2.5, 2.6),
-                             W("Llanfairpwllgwyngyllgogerychwyrndrobwll-Llantysilio", 2.7, 4.2), W("station.", 4.3, 4.8)]),
+                             W("Llanfairpwllgwyngyllgogerychwyrndrobwll-Llantysilio", 2.7, 4.2),
+                             W("station.", 4.3, 4.8)]),
     "rows2-url-after-pause": (2, [W("Visit", 2.0, 2.4),
                                   W("www.example-broadcasting-company-news-and-weather-online.com/live", 4.0, 6.5)]),
 }

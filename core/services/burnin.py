@@ -53,6 +53,18 @@ def ass_document(captions: Sequence[Caption], width: int, height: int) -> str:
     return header + "\n".join(events) + "\n"
 
 
+def _die_with_parent() -> None:
+    """In the ffmpeg child: get SIGKILL when the process that started it dies, so a
+    killed job (kill -9, OOM killer, a lost Celery child) stops its encoder too."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the encoder may outlive a killed job
+
+
 def burn_in(media: MediaInfo, ass_path: Path, output: Path, *, preset: str = "veryfast", crf: int = 20,
             progress: Callable[[float], None] | None = None) -> dict:
     """Encode ``media`` with the ASS captions drawn in; audio is copied when MP4 can hold it.
@@ -72,7 +84,8 @@ def burn_in(media: MediaInfo, ass_path: Path, output: Path, *, preset: str = "ve
         acodec="copy" if copy_audio else "aac", movflags="+faststart",
         **({} if copy_audio else {"audio_bitrate": "192k"}),
     ).global_args("-nostdin", "-y", "-v", "error", "-nostats", "-progress", "pipe:1")
-    proc = subprocess.Popen(out.compile(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(out.compile(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_die_with_parent)
     errors: deque[str] = deque(maxlen=20)
     drain = threading.Thread(target=lambda: errors.extend(
         ln.decode("utf-8", "replace").rstrip() for ln in proc.stderr), daemon=True)

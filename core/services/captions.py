@@ -30,7 +30,7 @@ UNKNOWN_CHAR = "?"
 # Typography without a 608 code, and 608 codes that cost three times the
 # bandwidth of their plain equivalent (extended characters need a backspace).
 _SUBSTITUTES = {
-    "…": "...", "–": "-", "‐": "-", "‑": "-", "−": "-", "―": "--", "‒": "-",
+    "…": "...", "–": "-", "—": "--", "‐": "-", "‑": "-", "−": "-", "―": "--", "‒": "-",
     "‘": "'", "’": "'", "‚": "'", "‛": "'", "`": "'", "´": "'", "′": "'",
     "“": '"', "”": '"', "„": '"', "″": '"', "«": '"', "»": '"',
     "×": "x", "€": "EUR", "¼": "1/4", "¾": "3/4", "\u00a0": " ", "\t": " ",
@@ -60,7 +60,7 @@ class Caption:
 def to_608(text: str) -> str:
     """Map text onto the CEA-608 character set; nothing is dropped silently."""
     out = []
-    for ch in text:
+    for ch in unicodedata.normalize("NFC", text):
         if ch in _SUBSTITUTES:
             out.append(_SUBSTITUTES[ch])
         elif ch in _ENCODABLE:
@@ -115,7 +115,7 @@ def wrap(words: tuple[str, ...], rows: int, width: int = ROW_WIDTH) -> tuple[flo
         return 0.0, (" ".join(words),)
     best: tuple[float, tuple[str, ...]] | None = None
     for nrows in range(2, rows + 1):
-        for cuts in _cut_sets(n, nrows):
+        for cuts in _cut_sets(words, nrows, width):
             lines = [" ".join(words[a:b]) for a, b in zip((0,) + cuts, cuts + (n,))]
             if any(len(line) > width for line in lines):
                 continue
@@ -138,10 +138,29 @@ def wrap(words: tuple[str, ...], rows: int, width: int = ROW_WIDTH) -> tuple[flo
     return None
 
 
-def _cut_sets(n: int, nrows: int):
-    from itertools import combinations
+def _cut_sets(words: tuple[str, ...], nrows: int, width: int):
+    """Row breaks for ``nrows`` rows, in lexicographic order, skipping any that
+    overfill a row or leave more than the remaining rows can hold."""
+    n = len(words)
+    lens = [len(w) for w in words]
 
-    return combinations(range(1, n), nrows - 1)
+    def rec(start: int, rows_left: int):
+        rest = sum(lens[start:]) + (n - start - 1)
+        if rows_left == 1:
+            if rest <= width:
+                yield ()
+            return
+        length = -1
+        for end in range(start + 1, n - rows_left + 2):
+            length += lens[end - 1] + 1
+            if length > width:
+                break
+            if rest - length - 1 > (rows_left - 1) * (width + 1) - 1:
+                continue
+            for tail in rec(end, rows_left - 1):
+                yield (end,) + tail
+
+    return rec(0, nrows)
 
 
 def build_captions(words: Sequence, rows: int = 2, media_duration: float | None = None) -> list[Caption]:
@@ -153,8 +172,11 @@ def build_captions(words: Sequence, rows: int = 2, media_duration: float | None 
         text = to_608(w.text)
         if not text:
             continue
-        for piece in _split_long_word(text, ROW_WIDTH):
-            items.append((piece, float(w.start), float(max(w.end, w.start)), w))
+        pieces = _split_long_word(text, ROW_WIDTH)
+        start, end = float(w.start), float(max(w.end, w.start))
+        step = (end - start) / len(pieces)
+        for k, piece in enumerate(pieces):  # pieces of a long word share its time, in order
+            items.append((piece, round(start + k * step, 3), round(start + (k + 1) * step, 3), w))
     if not items:
         return []
     spans = _segment(items, rows)
@@ -177,8 +199,10 @@ def _segment(items, rows: int) -> list[tuple[int, int]]:
 
     def span_ok(i, j):
         chars = sum(len(t) for t in texts[i:j]) + (j - i - 1)
-        if chars > max_chars:
+        if chars > max_chars + rows - 1:  # the spaces where rows break take no column
             return False
+        if any(starts[k + 1] - ends[k] >= 1.0 for k in range(i, j - 1)):
+            return False  # never show text across a pause of a second or more
         return j - i == 1 or ends[j - 1] - starts[i] <= MAX_DURATION - LINGER / 2
 
     def caption_cost(i, j):

@@ -49,6 +49,21 @@ def _last_error_line(stderr: bytes | str | None) -> str:
     return lines[-1] if lines else "unknown error"
 
 
+def _has_container_signature(path: Path) -> bool:
+    """Whether the file starts like a media container (so a failed probe means damage).
+
+    An MP4/MOV copied only in part keeps its ``ftyp`` box but loses the ``moov``
+    index written at the end; Matroska/WebM, AVI/WAV, Ogg, FLAC and MP3 have magic bytes.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide")
+            or head.startswith((b"\x1aE\xdf\xa3", b"RIFF", b"OggS", b"fLaC", b"ID3")))
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Validate ``path`` as a media file with an audio stream and describe it.
 
@@ -66,7 +81,10 @@ def probe(path: str | Path) -> MediaInfo:
     try:
         info = ffmpeg.probe(ffmpeg_url(p))
     except ffmpeg.Error as err:
-        raise InputError(p, f"not a readable media file ({_last_error_line(err.stderr)})") from None
+        detail = _last_error_line(err.stderr)
+        if _has_container_signature(p):
+            raise InputError(p, f"media file is truncated or corrupt ({detail})") from None
+        raise InputError(p, f"not a readable media file ({detail})") from None
     streams = info.get("streams", [])
     audio = _first(streams, "audio")
     video = _first(streams, "video")

@@ -9,6 +9,7 @@ overwritten.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
@@ -62,7 +63,7 @@ class Staging:
     def _sweep(out_dir: Path, stem: str) -> None:
         """Remove staging folders left by killed runs of this host."""
         host = socket.gethostname()
-        for old in out_dir.glob(f".{stem}.partial-{host}-*"):
+        for old in out_dir.glob(f".{glob.escape(stem)}.partial-{glob.escape(host)}-*"):
             try:
                 pid = int(old.name.split(f"-{host}-", 1)[1].split("-", 1)[0])
                 os.kill(pid, 0)
