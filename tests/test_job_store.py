@@ -78,3 +78,19 @@ def test_listing_filters_and_counts(store):
     assert jobs.list_jobs(status="failed")["items"][0]["error"] == "bad input"
     assert jobs.list_jobs(q="clip_3%")["total"] == 1           # LIKE wildcards in names are literal
     assert jobs.counts()["pending"] == 4 and jobs.counts()["failed"] == 1
+
+
+def test_retention_deletes_only_old_finished_jobs(store, monkeypatch, tmp_path):
+    from datetime import timedelta
+
+    from core.db import utcnow
+    from core.tasks.maintenance import apply_retention
+
+    old_done = _add("/mnt/news/old.mp4", status=COMPLETED, created_at=utcnow() - timedelta(days=40))
+    old_pending = _add("/mnt/news/waiting.mp4", created_at=utcnow() - timedelta(days=40))
+    recent = _add("/mnt/news/new.mp4", status=COMPLETED)
+    assert apply_retention()["policy"] == "off"                 # off by default
+    monkeypatch.setenv("RETENTION_DAYS", "30")
+    assert apply_retention()["deleted"] == 1
+    remaining = {j["job_id"] for j in jobs.list_jobs(page_size=500)["items"]}
+    assert remaining == {old_pending, recent} and old_done not in remaining

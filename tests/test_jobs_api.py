@@ -303,3 +303,13 @@ def test_cli_purge_cancels_waiting_jobs_only(system, client):
     assert wait_finished(client, running)["status"] == "completed"
     for job_id in waiting:  # a purged job never runs
         assert client.get(f"/api/status/{job_id}").get_json()["started_at"] is None
+
+
+def test_model_loads_once_per_worker_process(system):
+    """Runs last: many jobs, yet each pool process loaded the model once (a
+    cancel replaces the process, whose successor loads it again)."""
+    log = (system.root / "worker.log").read_text()
+    loads = [line.split("/", 1)[1].split("]", 1)[0] for line in log.splitlines() if "loading Whisper model" in line]
+    finished = log.count("core.tasks.transcription.transcribe_video[") // 2
+    assert loads and len(loads) == len(set(loads)), loads
+    assert finished > 2 * len(loads)
