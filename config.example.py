@@ -116,3 +116,11 @@ DASHBOARD_PORT = 5050
 # Token for REST and Socket.IO clients; required when the dashboard listens
 # beyond loopback.  Empty: no token (loopback only).
 API_TOKEN = ""
+
+# Socket.IO server mode: "eventlet" (the product default) or "threading"
+# (simple-websocket; eventlet's maintainers discourage new use of eventlet).
+SOCKETIO_ASYNC_MODE = "eventlet"
+
+# Signs the browser session cookie; empty: a random key per start (browsers
+# log in again after a restart).
+SECRET_KEY = ""

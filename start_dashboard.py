@@ -1,4 +1,4 @@
-"""Start the captioning dashboard: the REST API on 127.0.0.1:5050 (DASHBOARD_HOST/PORT).
+"""Start the captioning dashboard (pages, REST API, Socket.IO) on 127.0.0.1:5050.
 
 When Redis is unreachable it starts an embedded ``redis-server`` (data under
 var/redis, append-only persistence, so queued jobs survive a restart), and it
@@ -6,21 +6,41 @@ runs a supervised Celery worker with beat (restarted if it dies).  Use
 ``--no-redis`` / ``--no-worker`` where Redis and workers live elsewhere.
 Ctrl-C stops everything: the worker shuts down warm, nothing is orphaned.
 
-    python start_dashboard.py [--host H] [--port P] [--no-redis] [--no-worker]
+    python start_dashboard.py [--host H] [--port P] [--no-redis] [--no-worker] [--async-mode M]
 """
 
 from __future__ import annotations
 
-import argparse
-import ipaddress
-import logging
 import os
-import signal
 import sys
-import threading
 
-from core.config import PROJECT_ROOT, load_settings
-from core.embedded import RedisServer, Worker, redis_reachable
+
+def _async_mode(argv: list[str]) -> str:
+    """--async-mode, else SOCKETIO_ASYNC_MODE (environment or config), else eventlet."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--async-mode="):
+            return arg.split("=", 1)[1]
+        if arg == "--async-mode" and i + 1 < len(argv):
+            return argv[i + 1]
+    from core.config import load_settings
+
+    return load_settings()["SOCKETIO_ASYNC_MODE"]
+
+
+ASYNC_MODE = _async_mode(sys.argv[1:]) if __name__ == "__main__" else "threading"
+if ASYNC_MODE == "eventlet":
+    import eventlet  # must patch the standard library before anything else imports it
+
+    eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import ipaddress  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+
+from core.config import PROJECT_ROOT, load_settings  # noqa: E402
+from core.embedded import RedisServer, Worker, redis_reachable  # noqa: E402
 
 log = logging.getLogger("start_dashboard")
 
@@ -55,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=settings["DASHBOARD_PORT"])
     parser.add_argument("--no-redis", action="store_true", help="never start an embedded redis-server")
     parser.add_argument("--no-worker", action="store_true", help="do not run a Celery worker here")
+    parser.add_argument("--async-mode", choices=("eventlet", "threading"), default=ASYNC_MODE,
+                        help="Socket.IO server mode (default: SOCKETIO_ASYNC_MODE, eventlet)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -88,14 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, shutdown)
-    from werkzeug.serving import run_simple
-
     from core.api import create_app
+    from core.api.live import init_socketio
 
     app = create_app(settings)
-    log.info("dashboard on http://%s:%s", args.host, args.port)
+    socketio = init_socketio(app, settings, async_mode=args.async_mode)
+    log.info("dashboard on http://%s:%s (Socket.IO %s)", args.host, args.port, socketio.async_mode)
     try:
-        run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+        socketio.run(app, host=args.host, port=args.port, use_reloader=False, log_output=False,
+                     **({"allow_unsafe_werkzeug": True} if socketio.async_mode == "threading" else {}))
     except KeyboardInterrupt:
         pass
     finally:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hmac
+import mimetypes
+import os
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, request, session
 from werkzeug.exceptions import HTTPException
 
 from ..config import PROJECT_ROOT, load_settings
+
+
+mimetypes.add_type("text/vtt", ".vtt")
 
 
 def create_app(settings: dict | None = None) -> Flask:
@@ -18,21 +23,37 @@ def create_app(settings: dict | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_UPLOAD_MB"] * 1024 * 1024
     app.json.sort_keys = False
 
+    app.secret_key = settings.get("SECRET_KEY") or os.urandom(32)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
+
+    from .browse import bp as browse_bp
     from .jobs import bp as jobs_bp
+    from .pages import bp as pages_bp
     from .system import bp as system_bp
 
     app.register_blueprint(jobs_bp, url_prefix="/api")
     app.register_blueprint(system_bp, url_prefix="/api")
+    app.register_blueprint(browse_bp, url_prefix="/api")
+    app.register_blueprint(pages_bp)
 
     @app.before_request
     def require_token():
         token = settings["API_TOKEN"]
-        if not token or not request.path.startswith("/api/"):
+        if not token or not request.path.startswith("/api/") or session.get("authenticated"):
             return None
         given = request.headers.get("X-API-Token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
         if not hmac.compare_digest(given.strip().encode(), token.encode()):
             return jsonify(error="missing or wrong API token (send X-API-Token or Authorization: Bearer)"), 401
         return None
+
+    @app.after_request
+    def security_headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        resp.headers.setdefault("Content-Security-Policy", "default-src 'self'; media-src 'self' blob:; "
+                                "img-src 'self' data:; style-src 'self'; connect-src 'self' ws: wss:")
+        return resp
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):

@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select, update
 
 from ..db import (CANCELLED, COMPLETED, FAILED, FINISHED, PENDING, PROCESSING, STATUSES, Batch, Job,
                   session_scope, utcnow)
-from . import media, storage
+from . import events, media, storage
 from .captions import MAX_ROWS
 from .errors import CaptionError, InputError
 from .pipeline import output_paths
@@ -143,6 +143,8 @@ def submit_batch(paths: object, options: object, settings: dict, *, priority: ob
         batch_id = batch.id
     from ..tasks.dispatch import dispatch_batch
 
+    for job_id in to_dispatch:
+        events.job_changed(job_id)
     task_id = dispatch_batch(batch_id, priority) if to_dispatch else None
     if task_id:
         with session_scope() as s:
@@ -196,6 +198,7 @@ def submit_upload(path: Path, options: object, settings: dict, priority: object 
     return {"job_id": job_id, "duration": info.duration, "burn_in": options["burn_in"]}
 
 
+@events.announces
 def dispatch(job_id: str) -> None:
     from ..tasks.dispatch import dispatch_job
 
@@ -212,6 +215,7 @@ def dispatch(job_id: str) -> None:
 # --- worker side ---------------------------------------------------------------
 
 
+@events.announces
 def claim(job_id: str, task_id: str, worker: str) -> Job | None:
     """Mark the job processing for this task; None if it must not run.
 
@@ -234,6 +238,7 @@ def claim(job_id: str, task_id: str, worker: str) -> Job | None:
         return job
 
 
+@events.announces
 def claim_render(job_id: str, task_id: str, worker: str) -> Job | None:
     with session_scope() as s:
         job = s.get(Job, job_id)
@@ -244,6 +249,7 @@ def claim_render(job_id: str, task_id: str, worker: str) -> Job | None:
         return job
 
 
+@events.announces
 def report_progress(job_id: str, stage: str, fraction: float) -> None:
     burn_in = True
     with session_scope() as s:
@@ -263,6 +269,7 @@ def heartbeat(job_id: str) -> None:
         s.execute(update(Job).where(Job.id == job_id, Job.status == PROCESSING).values(heartbeat_at=utcnow()))
 
 
+@events.announces
 def store_result(job_id: str, result: dict, *, done: bool) -> bool:
     """Save the result; complete the job unless rendering follows.  False if it was cancelled meanwhile."""
     with session_scope() as s:
@@ -281,6 +288,7 @@ def store_result(job_id: str, result: dict, *, done: bool) -> bool:
         return True
 
 
+@events.announces
 def fail(job_id: str, error: str) -> None:
     with session_scope() as s:
         job = s.get(Job, job_id)
@@ -319,6 +327,7 @@ def _remove_outputs(job: Job) -> list[str]:
     return removed
 
 
+@events.announces
 def cancel(job_id: str) -> dict:
     from ..tasks.dispatch import revoke
 
@@ -336,6 +345,7 @@ def cancel(job_id: str) -> dict:
     return job_dict_by_id(job_id)
 
 
+@events.announces
 def retry(job_id: str) -> dict:
     with session_scope() as s:
         job = _get(s, job_id)
@@ -348,6 +358,7 @@ def retry(job_id: str) -> dict:
     return job_dict_by_id(job_id)
 
 
+@events.announces
 def delete(job_id: str, outputs: bool = False) -> dict:
     from ..tasks.dispatch import revoke
 

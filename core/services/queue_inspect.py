@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import jobs
 
@@ -41,8 +42,12 @@ def snapshot(app, timeout: float = 1.0) -> dict:
     """One broadcast of each inspect call, joined to the job store."""
     started = time.monotonic()
     inspect = app.control.inspect(timeout=timeout)
-    active, reserved, scheduled = inspect.active(), inspect.reserved(), inspect.scheduled()
-    stats, queues = inspect.stats() or {}, inspect.active_queues() or {}
+    # Each call waits out the timeout for late replies; run them side by side.
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        calls = [pool.submit(getattr(inspect, name)) for name in ("active", "reserved", "scheduled", "stats",
+                                                                  "active_queues")]
+        active, reserved, scheduled, stats, queues = (call.result() for call in calls)
+    stats, queues = stats or {}, queues or {}
     rows = {kind: _flatten(kind, replies) for kind, replies in
             (("active", active), ("reserved", reserved), ("scheduled", scheduled))}
     known = jobs.jobs_by_ids([r["job_id"] for kind in rows.values() for r in kind if r["job_id"]])
@@ -69,5 +74,7 @@ def snapshot(app, timeout: float = 1.0) -> dict:
             "pid": info.get("pid"),
             "uptime": info.get("uptime"),
         })
-    return {**rows, "workers": workers, "counts": jobs.counts(),
+    taken = {r["job_id"] for kind in rows.values() for r in kind}
+    waiting = [j for j in jobs.list_jobs(status="pending", page_size=100)["items"] if j["job_id"] not in taken]
+    return {**rows, "waiting": waiting[:50], "workers": workers, "counts": jobs.counts(),
             "inspect_ms": round((time.monotonic() - started) * 1000, 1)}

@@ -1,0 +1,34 @@
+"""The dashboard page (a single page with tabs) and token login for browsers."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+
+bp = Blueprint("pages", __name__)
+
+
+def _token() -> str:
+    return current_app.config["CAPTION_SETTINGS"]["API_TOKEN"]
+
+
+@bp.get("/")
+def index():
+    if _token() and not session.get("authenticated"):
+        return redirect(url_for("pages.login"))
+    settings = current_app.config["CAPTION_SETTINGS"]
+    return render_template("index.html", defaults={
+        "model": settings["WHISPER_MODEL"], "language": settings["LANGUAGE"],
+        "burn_in": settings["BURN_IN"], "rows": settings["CAPTION_ROWS"]}, token_required=bool(_token()))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        if _token() and hmac.compare_digest(request.form.get("token", "").encode(), _token().encode()):
+            session["authenticated"] = True
+            return redirect(url_for("pages.index"))
+        error = "wrong token"
+    return render_template("login.html", error=error), 401 if error else 200
