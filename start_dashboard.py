@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)  # also when started in the background, where SIGINT is ignored
     from core.api import create_app
     from core.api.live import init_socketio
 

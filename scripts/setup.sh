@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup on Debian/Ubuntu: system packages that are missing, .venv/
 # at the project root, pinned Python requirements.  `--test` adds what the
-# tests need (espeak-ng, tesseract-ocr, pytest...).
+# tests need (espeak-ng, tesseract-ocr, chromium, pytest...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,7 @@ python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
 if (( with_tests )); then
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
   command -v tesseract >/dev/null || missing+=(tesseract-ocr tesseract-ocr-eng)
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)   # browser tests (Playwright drives it)
 fi
 if (( ${#missing[@]} )); then
   echo "setup: installing system packages: ${missing[*]}"
