@@ -187,10 +187,33 @@ def test_operator_queues_two_files_and_watches_them_complete(dashboard):
     print(f"screenshots in {shots}")
 
 
+def _descendants(pid: int) -> list[int]:
+    children = [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                text=True).stdout.split()]
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_supervisor_restarts_a_dead_worker(dashboard):
+    worker = next(pid for pid in _descendants(dashboard["proc"].pid)
+                  if "celery" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"))
+    os.killpg(worker, signal.SIGKILL)  # the worker and its pool, as a crash would
+    wait_for(lambda: not _alive(worker), 10, what="the worker to die")
+    wait_for(lambda: _health(dashboard["url"]), 90, interval=1, what="a restarted worker to answer")
+    assert worker not in _descendants(dashboard["proc"].pid)
+
+
 def test_ctrl_c_stops_dashboard_and_worker(dashboard):
     proc = dashboard["proc"]
+    family = _descendants(proc.pid)
+    assert family, "the dashboard should run a worker"
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=90)
-    time.sleep(1)
-    left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    assert not left, f"processes left behind: {left}"
+    wait_for(lambda: not any(_alive(pid) for pid in family), 30, what="the worker and its pool to exit")
