@@ -110,6 +110,9 @@ STALE_JOB_SECONDS = 120
 
 # --- Dashboard -------------------------------------------------------------------
 
+# Runtime state of the one-command setup: embedded Redis data, worker log and pidfile.
+VAR_DIR = "var"
+
 DASHBOARD_HOST = "127.0.0.1"
 DASHBOARD_PORT = 5050
 

@@ -39,7 +39,7 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
 
-from core.config import PROJECT_ROOT, load_settings  # noqa: E402
+from core.config import load_settings, project_path  # noqa: E402
 from core.embedded import RedisServer, Worker, redis_reachable  # noqa: E402
 
 log = logging.getLogger("start_dashboard")
@@ -64,7 +64,7 @@ class Supervisor(threading.Thread):
     def run(self):
         while not self.stopping.wait(2.0):
             if not self.worker.alive():
-                log.warning("worker exited (code %s); restarting it", self.worker.proc and self.worker.proc.returncode)
+                log.warning("worker %s exited; restarting it", self.worker.pid)
                 self.worker.start()
 
 
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
 
+    var = project_path(settings["VAR_DIR"])
     redis = None
     if not redis_reachable(settings["REDIS_URL"]):
         if args.no_redis or "REDIS_URL" in os.environ:
@@ -93,18 +94,19 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         if not args.no_redis:
             port = int(os.environ.get("EMBEDDED_REDIS_PORT", "6380"))
-            redis = RedisServer(PROJECT_ROOT / "var" / "redis", port=port).start()
+            redis = RedisServer(var / "redis", port=port).start()
             os.environ["REDIS_URL"] = redis.url
             log.info("started embedded redis-server at %s (data in var/redis)", redis.url)
     settings = load_settings()
 
     worker = supervisor = None
     if not args.no_worker:
-        worker = Worker({"REDIS_URL": settings["REDIS_URL"]}, PROJECT_ROOT / "var" / "log" / "worker.log",
-                        beat=True, name="dashboard@%h").start()
+        worker = Worker({"REDIS_URL": settings["REDIS_URL"]}, var / "log" / "worker.log",
+                        beat=True, name="dashboard@%h", pidfile=var / "run" / "worker.pid").start()
         supervisor = Supervisor(worker)
         supervisor.start()
-        log.info("started Celery worker with beat (log: var/log/worker.log)")
+        log.info("%s Celery worker with beat, pid %s (log: var/log/worker.log)",
+                 "adopted the running" if worker.adopted else "started", worker.pid)
 
     def shutdown(*_):
         raise KeyboardInterrupt

@@ -68,39 +68,73 @@ class RedisServer:
         self.proc = None
 
 
+def _pid_running(pidfile: Path | None, marker: str) -> int | None:
+    """The pid in ``pidfile`` if that process is alive and its command line has ``marker``."""
+    try:
+        pid = int(Path(pidfile).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (TypeError, OSError, ValueError):
+        return None
+    return pid if marker in cmdline else None
+
+
 class Worker:
-    """``celery -A core.tasks worker`` as a child process (optionally with beat)."""
+    """``celery -A core.tasks worker`` as a child process (optionally with beat).
+
+    With a ``pidfile``, a worker left running by a dashboard that was killed
+    is adopted instead of started twice.
+    """
 
     def __init__(self, env: dict[str, str], log_file: Path, queues: str = "transcribe,render",
-                 concurrency: int = 1, beat: bool = False, name: str | None = None):
+                 concurrency: int = 1, beat: bool = False, name: str | None = None, pidfile: Path | None = None):
         self.env, self.log_file, self.queues = env, Path(log_file), queues
         self.concurrency, self.beat, self.name = concurrency, beat, name or f"worker-{os.getpid()}@%h"
+        self.pidfile = Path(pidfile) if pidfile else None
         self.proc: subprocess.Popen | None = None
+        self.pid: int | None = None
+        self.adopted = False
 
     def start(self) -> "Worker":
+        existing = _pid_running(self.pidfile, "celery")
+        if existing:
+            self.proc, self.pid, self.adopted = None, existing, True
+            return self
         args = [sys.executable, "-m", "celery", "-A", "core.tasks", "worker", "-l", "info",
                 "-Q", self.queues, "-c", str(self.concurrency), "-n", self.name, "--without-mingle"]
         if self.beat:
             args += ["-B", "-s", str(self.log_file.parent / "celerybeat-schedule")]
+        if self.pidfile:
+            self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+            args += ["--pidfile", str(self.pidfile)]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env={**os.environ, **self.env},
                                      stdout=open(self.log_file, "ab"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        self.pid, self.adopted = self.proc.pid, False
         return self
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{self.pid}/stat").read_text().split()[2] != "Z"
 
     def stop(self, timeout: float = 30.0) -> None:
         """Warm shutdown (finish or requeue the current task), then kill the group if it hangs."""
         if not self.alive():
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
         self._kill_group()
+        if self.proc:
+            self.proc.wait()
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children (a crash, for fault tests)."""
@@ -109,10 +143,10 @@ class Worker:
             self.proc.wait()
 
     def _kill_group(self) -> None:
-        if self.proc is None:
+        if self.pid is None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 

@@ -59,7 +59,7 @@ def dashboard(request, media_root, tmp_path_factory):
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis.url, "DATABASE_URL": f"sqlite:///{tmp / 'jobs.db'}",
            "STORAGE_ROOTS": str(media_root / "mnt"), "OUTPUT_DIR": str(tmp / "outputs"),
-           "UPLOAD_DIR": str(tmp / "uploads")}
+           "UPLOAD_DIR": str(tmp / "uploads"), "VAR_DIR": str(tmp / "var")}
     log = open(tmp / "dashboard.log", "wb")
     proc = subprocess.Popen([sys.executable, "start_dashboard.py", "--no-redis", "--port", str(port),
                              "--async-mode", request.param], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import mimetypes
 import os
+from urllib.parse import urlsplit
 
 from flask import Flask, jsonify, request, session
 from werkzeug.exceptions import HTTPException
@@ -35,6 +36,16 @@ def create_app(settings: dict | None = None) -> Flask:
     app.register_blueprint(system_bp, url_prefix="/api")
     app.register_blueprint(browse_bp, url_prefix="/api")
     app.register_blueprint(pages_bp)
+
+    @app.before_request
+    def same_origin_only():
+        """A page on another site must not make an operator's browser change state here."""
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return None
+        source = request.headers.get("Origin") or request.headers.get("Referer")
+        if source and urlsplit(source).netloc != request.host:
+            return jsonify(error="cross-site request refused"), 403
+        return None
 
     @app.before_request
     def require_token():

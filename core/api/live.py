@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+import time
 
 from flask import current_app, request, session
 from flask_socketio import SocketIO, disconnect
@@ -20,16 +21,57 @@ socketio = SocketIO()
 QUEUE_INTERVAL = 2.0
 
 
-class _Watchers:
+class QueueMonitor:
+    """The latest inspect snapshot, refreshed by one loop for everyone.
+
+    The loop runs while a browser is connected or the REST API asked within the
+    last minute; requests get the cached snapshot (single-flight refresh when
+    it is stale), so /api/queue never waits for an inspect broadcast.
+    """
+
+    DEMAND_WINDOW = 60.0
+
     def __init__(self):
         self.count = 0
         self.lock = threading.Lock()
+        self.refresh_lock = threading.Lock()
         self.loop_started = False
         self.last_snapshot: dict | None = None
+        self.taken_at = 0.0
+        self.last_demand = 0.0
         self.workers: set[str] | None = None
 
+    def wanted(self) -> bool:
+        return self.count > 0 or time.monotonic() - self.last_demand < self.DEMAND_WINDOW
 
-watchers = _Watchers()
+    def refresh(self) -> dict:
+        from ..tasks import celery
+
+        with self.refresh_lock:
+            snapshot = queue_inspect.snapshot(celery, timeout=1.0)
+            self.last_snapshot, self.taken_at = snapshot, time.monotonic()
+            return snapshot
+
+    def current(self, max_age: float = 2 * QUEUE_INTERVAL + 1.5) -> dict:
+        self.last_demand = time.monotonic()
+        self.ensure_loop()
+        if self.last_snapshot is not None and time.monotonic() - self.taken_at < max_age:
+            return self.last_snapshot
+        with self.lock:
+            fresh = self.last_snapshot is not None and time.monotonic() - self.taken_at < max_age
+        return self.last_snapshot if fresh else self.refresh()
+
+    def ensure_loop(self) -> None:
+        if socketio.server is None:  # plain WSGI (tests, flask run): no background loop
+            return
+        with self.lock:
+            if self.loop_started:
+                return
+            self.loop_started = True
+        socketio.start_background_task(_queue_loop, current_app._get_current_object())
+
+
+watchers = monitor = QueueMonitor()
 
 
 def init_socketio(app, settings: dict, async_mode: str | None = None) -> SocketIO:
@@ -53,10 +95,7 @@ def on_connect(auth=None):
         return False
     with watchers.lock:
         watchers.count += 1
-        start = not watchers.loop_started
-        watchers.loop_started = True
-    if start:
-        socketio.start_background_task(_queue_loop, current_app._get_current_object())
+    watchers.ensure_loop()
     if watchers.last_snapshot is not None:
         socketio.emit("queue_update", watchers.last_snapshot, to=request.sid)
     return None
@@ -75,22 +114,20 @@ def on_refresh(*_):
 
 
 def _queue_loop(app) -> None:
-    from ..tasks import celery
-
     while True:
-        if watchers.count > 0:
+        if monitor.wanted():
             try:
                 with app.app_context():
-                    snapshot = queue_inspect.snapshot(celery, timeout=1.0)
-                watchers.last_snapshot = snapshot
-                socketio.emit("queue_update", snapshot)
+                    snapshot = monitor.refresh()
+                if monitor.count > 0:
+                    socketio.emit("queue_update", snapshot)
                 names = {w["name"] for w in snapshot["workers"]}
-                if watchers.workers is not None:
-                    for name in sorted(names - watchers.workers):
+                if monitor.workers is not None and monitor.count > 0:
+                    for name in sorted(names - monitor.workers):
                         socketio.emit("worker_update", {"name": name, "online": True})
-                    for name in sorted(watchers.workers - names):
+                    for name in sorted(monitor.workers - names):
                         socketio.emit("worker_update", {"name": name, "online": False})
-                watchers.workers = names
+                monitor.workers = names
             except Exception:  # noqa: BLE001 - a failed poll must not kill the loop
                 log.warning("queue poll failed", exc_info=True)
         socketio.sleep(QUEUE_INTERVAL)

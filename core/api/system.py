@@ -6,16 +6,19 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from ..db import get_engine
-from ..services import queue_inspect
 
 bp = Blueprint("system", __name__)
 
 
 @bp.get("/queue")
 def queue():
-    from ..tasks import celery
+    """The latest inspect snapshot (at most a few seconds old) joined to fresh job counts."""
+    from ..services.jobs import counts
+    from .live import monitor
 
-    return jsonify(queue_inspect.snapshot(celery))
+    snapshot = dict(monitor.current())
+    snapshot["counts"] = counts()
+    return jsonify(snapshot)
 
 
 @bp.get("/health")

@@ -289,12 +289,16 @@ def store_result(job_id: str, result: dict, *, done: bool) -> bool:
 
 
 @events.announces
-def fail(job_id: str, error: str) -> None:
+def fail(job_id: str, error: str, clear_outputs: bool = False) -> None:
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None or job.status in FINISHED:
             return
         job.status, job.error, job.completed_at = FAILED, error, utcnow()
+        if clear_outputs and job.result:
+            job.result = {**job.result, "outputs": {}}
+    if clear_outputs and job is not None:
+        remove_outputs(job)
 
 
 def status_of(job_id: str) -> str | None:
@@ -313,7 +317,7 @@ def _get(s, job_id: str) -> Job:
     return job
 
 
-def _remove_outputs(job: Job) -> list[str]:
+def remove_outputs(job: Job) -> list[str]:
     """Delete a job's outputs and any staging folders its runs left."""
     removed = []
     source, out_dir = Path(job.source), Path(job.output_dir)
@@ -341,7 +345,7 @@ def cancel(job_id: str) -> dict:
     if task_id:
         revoke(task_id, terminate=was_running)
     if was_running:
-        _remove_outputs(snapshot)
+        remove_outputs(snapshot)
     return job_dict_by_id(job_id)
 
 
@@ -369,7 +373,7 @@ def delete(job_id: str, outputs: bool = False) -> dict:
         s.delete(job)
     if task_id and active:
         revoke(task_id, terminate=True)
-    removed = _remove_outputs(snapshot) if outputs or active else []
+    removed = remove_outputs(snapshot) if outputs or active else []
     return {"job_id": job_id, "deleted": True, "outputs_deleted": removed}
 
 

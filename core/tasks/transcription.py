@@ -146,12 +146,13 @@ def generate_captioned_video(self, job_id: str) -> dict:
                           done=True)
         return {"job_id": job_id, "video": str(final)}
     except (CaptionError, SoftTimeLimitExceeded, *TRANSIENT) as err:
-        return _failed(self, job, err)
+        return _failed(self, job, err, remove_outputs=True)
 
 
-def _failed(task, job: Job, err: Exception) -> dict:
+def _failed(task, job: Job, err: Exception, remove_outputs: bool = False) -> dict:
     """Bad input and tool failures fail the job; transient infrastructure faults
-    are retried with exponential backoff, then fail it."""
+    are retried with exponential backoff, then fail it.  A job that fails while
+    rendering loses its caption files too, so no incomplete set is left."""
     if isinstance(err, TRANSIENT):
         limit = load_settings()["TASK_MAX_RETRIES"]
         if task.request.retries < limit:
@@ -162,5 +163,5 @@ def _failed(task, job: Job, err: Exception) -> dict:
                    f"({job.media_duration or 0:.0f} s of media); see TIME_LIMIT_* settings")
     else:
         message = str(err)
-    jobs.fail(job.id, message)
+    jobs.fail(job.id, message, clear_outputs=remove_outputs)
     return {"job_id": job.id, "error": message}
