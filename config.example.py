@@ -107,6 +107,8 @@ RETENTION_DELETE_OUTPUTS = False
 # seconds is presumed lost with its worker and is requeued.
 HEARTBEAT_SECONDS = 15
 STALE_JOB_SECONDS = 120
+# How often Celery beat looks for such jobs, in seconds.
+REAPER_INTERVAL = 60
 
 # --- Dashboard -------------------------------------------------------------------
 

@@ -154,7 +154,10 @@ class Worker:
 def wait_for_worker(app, timeout: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        replies = app.control.inspect(timeout=1.0).ping()
+        try:
+            replies = app.control.inspect(timeout=1.0).ping()
+        except Exception:  # noqa: BLE001 - the broker may be (re)starting
+            replies = None
         if replies:
             return replies
         time.sleep(0.5)

@@ -29,11 +29,11 @@ class System:
         wait_for_worker(self.celery)
 
 
-def start_system(tmp: Path, beat: bool = False, extra_env: dict | None = None) -> System:
+def start_system(tmp: Path, beat: bool = False, extra_env: dict | None = None, persist: bool = False) -> System:
     storage, outputs = tmp / "mnt", tmp / "var" / "outputs"
     (storage / "news").mkdir(parents=True, exist_ok=True)
     outputs.mkdir(parents=True, exist_ok=True)
-    redis = RedisServer(tmp / "redis", persist=False).start()
+    redis = RedisServer(tmp / "redis", persist=persist).start()
     env = {
         "REDIS_URL": redis.url,
         "DATABASE_URL": f"sqlite:///{tmp / 'var' / 'jobs.db'}",

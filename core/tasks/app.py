@@ -48,7 +48,7 @@ def create_celery(settings: dict | None = None) -> Celery:
         accept_content=["json"],
         timezone="UTC",
         beat_schedule={
-            "reap-lost-jobs": {"task": "core.tasks.maintenance.reap_lost_jobs", "schedule": 60.0},
+            "reap-lost-jobs": {"task": "core.tasks.maintenance.reap_lost_jobs", "schedule": float(s["REAPER_INTERVAL"])},
             "apply-retention": {"task": "core.tasks.maintenance.apply_retention", "schedule": 6 * 3600.0},
         },
     )

@@ -43,8 +43,11 @@ class _Reporter:
             return
         self.last_stage, self.last_time = stage, now
         jobs.report_progress(self.job_id, stage, fraction)
-        self.task.update_state(state="PROGRESS", meta={"job_id": self.job_id, "stage": stage,
-                                                       "progress": round(fraction * 100, 1)})
+        try:  # Celery's own view of progress (Flower, AsyncResult); losing it must not fail the job
+            self.task.update_state(state="PROGRESS", meta={"job_id": self.job_id, "stage": stage,
+                                                           "progress": round(fraction * 100, 1)})
+        except TRANSIENT:
+            log.warning("could not record progress of job %s in the result backend", self.job_id)
 
 
 @contextmanager
