@@ -187,6 +187,30 @@ def test_operator_queues_two_files_and_watches_them_complete(dashboard):
     print(f"screenshots in {shots}")
 
 
+def test_twenty_clients_all_receive_updates(dashboard):
+    import socketio
+
+    clients, seen = [], []
+    for _ in range(20):
+        c = socketio.Client()
+        box = {"queue": 0, "jobs": set()}
+        c.on("queue_update", lambda data, box=box: box.__setitem__("queue", box["queue"] + 1))
+        c.on("job_update", lambda data, box=box: box["jobs"].add(data.get("job_id")))
+        c.connect(dashboard["url"], transports=["websocket"])
+        clients.append(c)
+        seen.append(box)
+    try:
+        news = dashboard["root"] / "mnt" / "news"
+        job_id = _post(f"{dashboard['url']}/api/transcribe/batch",
+                       {"paths": [str(news / "Weather.mp4")], "options": {"burn_in": False},
+                        "force": True})["queued"][0]["job_id"]
+        wait_for(lambda: all(job_id in box["jobs"] and box["queue"] for box in seen), 120,
+                 what="every client to get job and queue updates")
+    finally:
+        for c in clients:
+            c.disconnect()
+
+
 def _descendants(pid: int) -> list[int]:
     children = [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
                                                 text=True).stdout.split()]

@@ -305,6 +305,26 @@ def test_cli_purge_cancels_waiting_jobs_only(system, client):
         assert client.get(f"/api/status/{job_id}").get_json()["started_at"] is None
 
 
+def test_odd_names_silence_and_empty_files_through_the_api(system, client):
+    from bench.media import make_silent_clip
+
+    news = system.storage / "news"
+    odd = news / "-lead 'q' \"dq\" [x]: ünï.mp4"
+    odd.write_bytes((news / "one.mp4").read_bytes())
+    silent = make_silent_clip(news, seconds=3, name="silence.mp4")
+    empty = news / "empty.mp4"
+    empty.touch()
+    body = submit(client, [odd, silent, empty], options={"burn_in": True}, force=True).get_json()
+    assert [q["path"] for q in body["queued"]] == [str(odd), str(silent)]
+    assert "empty" in body["rejected"][0]["error"]
+    odd_job, silent_job = (wait_finished(client, q["job_id"]) for q in body["queued"])
+    assert odd_job["status"] == "completed" and Path(odd_job["result"]["outputs"]["video"]).is_file()
+    assert Path(odd_job["result"]["outputs"]["scc"]).name == "-lead 'q' \"dq\" [x]: ünï.scc"
+    assert silent_job["status"] == "completed" and silent_job["result"]["speech_found"] is False
+    assert "no speech" in silent_job["result"]["message"]
+    assert Path(silent_job["result"]["outputs"]["scc"]).read_text().startswith("Scenarist_SCC V1.0")
+
+
 def test_model_loads_once_per_worker_process(system):
     """Runs last: many jobs, yet each pool process loaded the model once (a
     cancel replaces the process, whose successor loads it again)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, or_, select, update
 
 from ..db import (CANCELLED, COMPLETED, FAILED, FINISHED, PENDING, PROCESSING, STATUSES, Batch, Job,
-                  session_scope, utcnow)
+                  new_id, session_scope, utcnow)
 from . import events, media, storage
 from .captions import MAX_ROWS
 from .errors import CaptionError, InputError
@@ -122,29 +122,35 @@ def submit_batch(paths: object, options: object, settings: dict, *, priority: ob
     if not valid:
         raise _NoValid(rejected, len(paths))
 
-    queued, to_dispatch = [], []
+    queued, created = [], []
     with session_scope() as s:
         batch = Batch(options=options, priority=priority)
         s.add(batch)
         s.flush()
+        running: dict[str, Job] = {}
+        if not force:
+            sources = [str(path) for _, path, _ in valid]
+            for chunk in range(0, len(sources), 500):
+                for job in s.scalars(select(Job).where(Job.source.in_(sources[chunk:chunk + 500]),
+                                                       Job.status.in_((PENDING, PROCESSING)))):
+                    running[job.source] = job
         for raw, path, info in valid:
-            existing = None if force else s.scalars(
-                select(Job).where(Job.source == str(path), Job.status.in_((PENDING, PROCESSING)))
-                .order_by(Job.created_at.desc())).first()
+            existing = running.get(str(path))
             if existing is not None:
                 queued.append({"path": raw, "job_id": existing.id, "existing": True, "status": existing.status})
                 continue
-            job = Job(batch_id=batch.id, source=str(path), output_dir=str(storage.output_dir_for(path, settings)),
-                      options=options, priority=priority, media_duration=info.duration)
+            job = Job(id=new_id(), batch_id=batch.id, source=str(path),
+                      output_dir=str(storage.output_dir_for(path, settings)), options=options, priority=priority,
+                      media_duration=info.duration, status=PENDING, progress=0.0, attempts=0, created_at=utcnow())
             s.add(job)
-            s.flush()
             queued.append({"path": raw, "job_id": job.id})
-            to_dispatch.append(job.id)
+            created.append(job)
         batch_id = batch.id
     from ..tasks.dispatch import dispatch_batch
 
-    for job_id in to_dispatch:
-        events.job_changed(job_id)
+    to_dispatch = [job.id for job in created]
+    for job in created:
+        events.emit("job_update", summary_dict(job))
     task_id = dispatch_batch(batch_id, priority) if to_dispatch else None
     if task_id:
         with session_scope() as s:
@@ -437,6 +443,8 @@ def job_dict(job: Job) -> dict:
             "language": result.get("language"),
             "duration": result.get("duration", job.media_duration),
             "segments": result.get("segments"),
+            "speech_found": result.get("speech_found"),
+            "message": result.get("message"),
             "outputs": result.get("outputs", {}),
         } if result else None,
     }
