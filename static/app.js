@@ -210,7 +210,7 @@ function renderQueue(snap) {
   const fileOf = t => t.file ? baseName(t.file) : `${t.name} ${t.task_id}`;
   const empty = (n, text) => [h("tr", {}, h("td", { colspan: n, class: "muted" }, text))];
   const active = snap.active.map(t => h("tr", { "data-job": t.job_id || "" }, h("td", { title: t.file || "" }, fileOf(t)),
-    h("td", {}, t.worker), h("td", { class: "stage" }, t.stage || t.name.split(".").pop()), h("td", {}, bar(t.progress)),
+    h("td", {}, t.worker), h("td", { class: "stage" }, t.stage || t.status || t.name.split(".").pop()), h("td", {}, bar(t.progress)),
     h("td", { class: "eta" }, fmtEta(t.estimated_completion)), h("td", {}, cancelButton(t.job_id))));
   $("#q-active").replaceChildren(...(active.length ? active : empty(6, "Nothing running")));
   const reserved = snap.reserved.map(t => h("tr", { "data-job": t.job_id || "" }, h("td", {}, fileOf(t)), h("td", {}, t.worker),

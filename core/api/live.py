@@ -44,22 +44,27 @@ class QueueMonitor:
     def wanted(self) -> bool:
         return self.count > 0 or time.monotonic() - self.last_demand < self.DEMAND_WINDOW
 
+    def fresh(self, max_age: float) -> bool:
+        return self.last_snapshot is not None and time.monotonic() - self.taken_at < max_age
+
     def refresh(self) -> dict:
+        with self.refresh_lock:
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> dict:
         from ..tasks import celery
 
-        with self.refresh_lock:
-            snapshot = queue_inspect.snapshot(celery, timeout=1.0)
-            self.last_snapshot, self.taken_at = snapshot, time.monotonic()
-            return snapshot
+        snapshot = queue_inspect.snapshot(celery, timeout=1.0)
+        self.last_snapshot, self.taken_at = snapshot, time.monotonic()
+        return snapshot
 
     def current(self, max_age: float = 2 * QUEUE_INTERVAL + 1.5) -> dict:
         self.last_demand = time.monotonic()
         self.ensure_loop()
-        if self.last_snapshot is not None and time.monotonic() - self.taken_at < max_age:
+        if self.fresh(max_age):
             return self.last_snapshot
-        with self.lock:
-            fresh = self.last_snapshot is not None and time.monotonic() - self.taken_at < max_age
-        return self.last_snapshot if fresh else self.refresh()
+        with self.refresh_lock:  # single flight: one inspect for everyone waiting
+            return self.last_snapshot if self.fresh(max_age) else self._refresh_locked()
 
     def ensure_loop(self) -> None:
         if socketio.server is None:  # plain WSGI (tests, flask run): no background loop

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 
 from ..db import (CANCELLED, COMPLETED, FAILED, FINISHED, PENDING, PROCESSING, STATUSES, Batch, Job,
                   new_id, session_scope, utcnow)
@@ -482,6 +482,14 @@ def list_jobs(status: str | None = None, batch_id: str | None = None, q: str | N
         rows = s.scalars(select(Job).where(*where).order_by(Job.created_at.desc(), Job.id)
                          .offset((page - 1) * page_size).limit(page_size)).all()
         return {"items": [summary_dict(j) for j in rows], "page": page, "page_size": page_size, "total": total}
+
+
+def next_waiting(limit: int = 50) -> list[dict]:
+    """Pending jobs in the order workers will take them: high priority first, then oldest."""
+    with session_scope() as s:
+        rows = s.scalars(select(Job).where(Job.status == PENDING)
+                         .order_by(case((Job.priority == "high", 0), else_=1), Job.created_at, Job.id).limit(limit))
+        return [summary_dict(j) for j in rows]
 
 
 def counts() -> dict:

@@ -75,6 +75,6 @@ def snapshot(app, timeout: float = 1.0) -> dict:
             "uptime": info.get("uptime"),
         })
     taken = {r["job_id"] for kind in rows.values() for r in kind}
-    waiting = [j for j in jobs.list_jobs(status="pending", page_size=100)["items"] if j["job_id"] not in taken]
+    waiting = [j for j in jobs.next_waiting(100) if j["job_id"] not in taken]
     return {**rows, "waiting": waiting[:50], "workers": workers, "counts": jobs.counts(),
             "inspect_ms": round((time.monotonic() - started) * 1000, 1)}
