@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             port = int(os.environ.get("EMBEDDED_REDIS_PORT", "6380"))
             redis = RedisServer(var / "redis", port=port).start()
             os.environ["REDIS_URL"] = redis.url
-            log.info("started embedded redis-server at %s (data in var/redis)", redis.url)
+            log.info("started embedded redis-server at %s (data in %s)", redis.url, redis.data_dir)
     settings = load_settings()
 
     worker = supervisor = None
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                         beat=True, name="dashboard@%h", pidfile=var / "run" / "worker.pid").start()
         supervisor = Supervisor(worker)
         supervisor.start()
-        log.info("%s Celery worker with beat, pid %s (log: var/log/worker.log)",
-                 "adopted the running" if worker.adopted else "started", worker.pid)
+        log.info("%s Celery worker with beat, pid %s (log: %s)",
+                 "adopted the running" if worker.adopted else "started", worker.pid, worker.log_file)
 
     def shutdown(*_):
         raise KeyboardInterrupt

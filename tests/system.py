@@ -55,7 +55,12 @@ def start_system(tmp: Path, beat: bool = False, extra_env: dict | None = None, p
     # A fresh app: one made for an earlier system keeps pooled connections to its Redis.
     core.tasks.celery = celery = create_celery(settings)
     worker = Worker(env, tmp / "worker.log", beat=beat).start()
-    wait_for_worker(celery, timeout=90)
+    try:
+        wait_for_worker(celery, timeout=90)
+    except BaseException:
+        worker.stop()
+        redis.stop()
+        raise
     app = create_app(settings)
     return System(tmp, storage, outputs, env, redis, worker, settings, app, celery)
 
