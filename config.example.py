@@ -112,6 +112,10 @@ REAPER_INTERVAL = 60
 
 # --- Dashboard -------------------------------------------------------------------
 
+# Processes of the worker that start_dashboard.py runs.  Two let the next
+# file transcribe while the previous one renders (each loads the model once).
+WORKER_CONCURRENCY = 2
+
 # Runtime state of the one-command setup: embedded Redis data, worker log and pidfile.
 VAR_DIR = "var"
 

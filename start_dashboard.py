@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     worker = supervisor = None
     if not args.no_worker:
         worker = Worker({"REDIS_URL": settings["REDIS_URL"]}, var / "log" / "worker.log",
-                        beat=True, name="dashboard@%h", pidfile=var / "run" / "worker.pid").start()
+                        concurrency=settings["WORKER_CONCURRENCY"], beat=True, name="dashboard@%h",
+                        pidfile=var / "run" / "worker.pid").start()
         supervisor = Supervisor(worker)
         supervisor.start()
         log.info("%s Celery worker with beat, pid %s (log: %s)",

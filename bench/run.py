@@ -1,0 +1,412 @@
+"""Benchmarks: our pipeline against the raw tools, measured in one run.
+
+    .venv/bin/python -m bench [--quick] [--keep DIR] [--skip SECTION ...]
+
+Sections (each prints a table; a final JSON line has every figure):
+  transcription   our transcription step vs raw `whisperx` (same model, compute type, batch size)
+                  on a 5-minute clip, tiny.en and base; peak RSS of each process
+  reuse           ten 20-second jobs through one process: per-job overhead vs raw transcription
+  burnin          our render step vs the raw `ffmpeg` command (same encoder settings, same ASS)
+                  on 2-minute 720p and 1080p clips
+  endtoend        eight 1-minute files through the batch API to one worker, submit to last
+                  completion, vs raw WhisperX plus raw FFmpeg run one after another
+  dashboard       10,000-file folder listing, a /api/jobs page over 10,000 jobs, the cost of
+                  one inspect poll, job_update push latency
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.media import NEWS_SCRIPT, make_speech_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES: dict = {}
+
+
+def _clip(folder: Path, seconds: float, size: str, name: str) -> Path:
+    """A speech clip of about ``seconds``: the news script, repeated."""
+    sentences, script = [], list(NEWS_SCRIPT)
+    while len(sentences) * 4.2 < seconds:
+        sentences.extend(script)
+    sentences = sentences[:max(1, round(seconds / 4.2))]
+    return make_speech_clip(folder, sentences, gap=0.6, lead=0.5, size=size, name=name).path
+
+
+def _run_probe(mode: str, model: str, path: Path, repeats: int) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.run", "--probe", mode, model, str(path), str(repeats)],
+                         cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def probe(mode: str, model: str, path: str, repeats: int) -> None:
+    """Child process: load once, transcribe ``repeats`` times, report best time and peak RSS."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from core.config import load_settings
+    from core.services import media, models, transcription
+
+    settings = load_settings()
+    t0 = time.perf_counter()
+    if mode == "raw":
+        import whisperx
+
+        pipe = whisperx.load_model(models.resolve_model(model), "cpu", compute_type=settings["WHISPER_COMPUTE_TYPE"],
+                                   language="en" if model.endswith(".en") else None,
+                                   threads=settings["WHISPER_THREADS"] or os.cpu_count())
+    else:
+        pipe = models.load_pipeline(model, "cpu", settings["WHISPER_COMPUTE_TYPE"], settings["WHISPER_THREADS"])
+    load = time.perf_counter() - t0
+    times, decode = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        if mode == "raw":
+            import whisperx
+
+            audio = whisperx.load_audio(path)
+            t1 = time.perf_counter()
+            pipe.transcribe(audio, batch_size=settings["WHISPER_BATCH_SIZE"], language="en")
+        else:
+            audio = media.load_audio(media.probe(path))
+            t1 = time.perf_counter()
+            transcription.transcribe(pipe, audio, language="en", batch_size=settings["WHISPER_BATCH_SIZE"])
+        decode.append(t1 - t0)
+        times.append(time.perf_counter() - t1)
+    print(json.dumps({"load": load, "transcribe": min(times), "decode": min(decode),
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def section_transcription(tmp: Path, quick: bool) -> None:
+    clip = _clip(tmp / "media", 60 if quick else 300, "640x360", "five-minutes.mp4")
+    from bench.media import probe_duration
+
+    duration = probe_duration(clip)
+    rows = {}
+    for model in ("tiny.en", "base"):
+        raw = _run_probe("raw", model, clip, 2)
+        ours = _run_probe("ours", model, clip, 2)
+        rows[model] = {
+            "media_seconds": round(duration, 1),
+            "raw_transcribe_s": round(raw["transcribe"], 2), "ours_transcribe_s": round(ours["transcribe"], 2),
+            "ratio": round(ours["transcribe"] / raw["transcribe"], 3),
+            "raw_rtf": round(duration / raw["transcribe"], 1), "ours_rtf": round(duration / ours["transcribe"], 1),
+            "raw_load_s": round(raw["load"], 1), "ours_load_s": round(ours["load"], 1),
+            "raw_audio_decode_s": round(raw["decode"], 2), "ours_audio_decode_s": round(ours["decode"], 2),
+            "raw_peak_rss_mb": round(raw["rss_mb"]), "ours_peak_rss_mb": round(ours["rss_mb"]),
+        }
+    FIGURES["transcription"] = rows
+    print("\n== Transcription (best of 2, model loaded once per process) ==")
+    print(f"{'model':8} {'media s':>8} {'raw s':>7} {'ours s':>7} {'ratio':>6} {'raw RTF':>8} {'our RTF':>8} "
+          f"{'raw RSS':>8} {'our RSS':>8}")
+    for model, r in rows.items():
+        print(f"{model:8} {r['media_seconds']:8.1f} {r['raw_transcribe_s']:7.2f} {r['ours_transcribe_s']:7.2f} "
+              f"{r['ratio']:6.3f} {r['raw_rtf']:8.1f} {r['ours_rtf']:8.1f} {r['raw_peak_rss_mb']:7d}M "
+              f"{r['ours_peak_rss_mb']:7d}M")
+
+
+def section_reuse(tmp: Path, quick: bool) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import whisperx
+
+    from core.config import load_settings
+    from core.services import models
+    from core.services.pipeline import CaptionOptions, caption_file
+
+    folder = tmp / "media" / "short"
+    clips = [_clip(folder, 20, "320x240", f"short-{i}.mp4") for i in range(10)]
+    settings = load_settings()
+    pipe = models.load_pipeline("tiny.en", "cpu", settings["WHISPER_COMPUTE_TYPE"], settings["WHISPER_THREADS"])
+    raw = []
+    for clip in clips:
+        audio = whisperx.load_audio(str(clip))
+        t0 = time.perf_counter()
+        pipe.transcribe(audio, batch_size=settings["WHISPER_BATCH_SIZE"], language="en")
+        raw.append(time.perf_counter() - t0)
+    ours = []
+    options = CaptionOptions(model="tiny.en", language="en", burn_in=False)
+    for clip in clips:
+        t0 = time.perf_counter()
+        caption_file(clip, tmp / "reuse-out", options)
+        ours.append(time.perf_counter() - t0)
+    overhead = [o - r for o, r in zip(ours, raw)]
+    FIGURES["reuse"] = {"jobs": len(clips), "raw_transcribe_mean_s": round(statistics.mean(raw), 3),
+                        "ours_job_mean_s": round(statistics.mean(ours), 3),
+                        "overhead_per_job_s": round(statistics.mean(overhead), 3),
+                        "overhead_ratio": round(statistics.mean(ours) / statistics.mean(raw), 3),
+                        "first_job_s": round(ours[0], 3)}
+    r = FIGURES["reuse"]
+    print("\n== Model reuse: ten 20 s jobs in one process (model loaded once) ==")
+    print(f"raw transcribe {r['raw_transcribe_mean_s']:.3f} s/job; our whole job (probe, decode, transcribe, align, "
+          f"captions, 5 files) {r['ours_job_mean_s']:.3f} s/job; overhead {r['overhead_per_job_s']:.3f} s/job "
+          f"({r['overhead_ratio']:.2f}x)")
+
+
+def _raw_ffmpeg(src: Path, ass: Path, out: Path, preset: str, crf: int) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(src), "-map", "0:v:0", "-map", "0:a",
+                    "-vf", f"subtitles=filename={ass}:charenc=UTF-8", "-c:v", "libx264", "-preset", preset,
+                    "-crf", str(crf), "-pix_fmt", "yuv420p", "-c:a", "copy", "-movflags", "+faststart", str(out)],
+                   check=True)
+    return time.perf_counter() - t0
+
+
+def section_burnin(tmp: Path, quick: bool) -> None:
+    from core.config import load_settings
+    from core.services import burnin, media
+    from core.services.captions import Caption
+
+    settings = load_settings()
+    preset, crf = settings["RENDER_PRESET"], settings["RENDER_CRF"]
+    rows = {}
+    for size in ("1280x720", "1920x1080"):
+        clip = _clip(tmp / "media", 30 if quick else 120, size, f"burn-{size}.mp4")
+        info = media.probe(clip)
+        captions = [Caption(t, t + 3.5, ["Captions drawn like a 608 decoder", f"line two at {t:.0f} s"])
+                    for t in range(1, int(info.duration) - 4, 4)]
+        ass = tmp / f"burn-{size}.ass"
+        ass.write_text(burnin.ass_document(captions, info.width, info.height))
+        raw_s, ours_s = [], []
+        for _ in range(2):
+            raw_s.append(_raw_ffmpeg(clip, ass, tmp / f"raw-{size}.mp4", preset, crf))
+            t0 = time.perf_counter()
+            burnin.burn_in(info, ass, tmp / f"ours-{size}.mp4", preset=preset, crf=crf, progress=lambda f: None)
+            ours_s.append(time.perf_counter() - t0)
+        rows[size] = {"media_seconds": round(info.duration, 1), "raw_s": round(min(raw_s), 2),
+                      "ours_s": round(min(ours_s), 2), "ratio": round(min(ours_s) / min(raw_s), 3),
+                      "raw_rtf": round(info.duration / min(raw_s), 1), "ours_rtf": round(info.duration / min(ours_s), 1)}
+    FIGURES["burnin"] = {"preset": preset, "crf": crf, **rows}
+    print(f"\n== Burn-in (libx264 {preset} crf {crf}, best of 2) ==")
+    for size, r in rows.items():
+        print(f"{size:10} media {r['media_seconds']:6.1f} s  raw {r['raw_s']:6.2f} s ({r['raw_rtf']:.1f}x)  "
+              f"ours {r['ours_s']:6.2f} s ({r['ours_rtf']:.1f}x)  ratio {r['ratio']:.3f}")
+
+
+def section_endtoend(tmp: Path, quick: bool) -> None:
+    import socketio
+
+    from core.embedded import RedisServer, free_port
+
+    folder = tmp / "mnt" / "e2e"
+    count, seconds = (3, 30) if quick else (8, 60)
+    clips = [_clip(folder, seconds, "1280x720", f"file-{i}.mp4") for i in range(count)]
+    # Raw tools one after another, as a user would run them by hand: whisperx per file, then ffmpeg.
+    raw_whisperx = []
+    for clip in clips:
+        r = _run_probe("raw", "tiny.en", clip, 1)
+        raw_whisperx.append({"load": r["load"], "transcribe": r["transcribe"] + r["decode"]})
+    from core.services import burnin, media
+    from core.services.captions import Caption
+
+    raw_ffmpeg = []
+    for clip in clips:
+        info = media.probe(clip)
+        ass = tmp / "e2e.ass"
+        ass.write_text(burnin.ass_document([Caption(1, 4, ["a caption"])], info.width, info.height))
+        raw_ffmpeg.append(_raw_ffmpeg(clip, ass, tmp / "e2e-raw.mp4", "veryfast", 20))
+
+    redis = RedisServer(tmp / "e2e-redis", persist=False).start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "REDIS_URL": redis.url, "DATABASE_URL": f"sqlite:///{tmp / 'e2e.db'}",
+           "STORAGE_ROOTS": str(tmp / "mnt"), "OUTPUT_DIR": str(tmp / "e2e-out"), "VAR_DIR": str(tmp / "e2e-var")}
+    dash = subprocess.Popen([sys.executable, "start_dashboard.py", "--no-redis", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=open(tmp / "e2e-dashboard.log", "wb"), stderr=subprocess.STDOUT)
+    latencies: list[float] = []
+    try:
+        _wait_healthy(url)
+        client = socketio.Client()
+        done: dict[str, float] = {}
+        client.on("job_update", lambda d: (latencies.append(time.time() - d["emitted_at"]),
+                                           d["status"] in ("completed", "failed") and done.setdefault(d["job_id"], time.time())))
+        client.connect(url, transports=["websocket"])
+        # Warm the worker's model as a running dashboard would have it: one throwaway job first.
+        warm = _post(f"{url}/api/transcribe/batch", {"paths": [str(clips[0])], "options": {"burn_in": False}})
+        _wait_done(url, [q["job_id"] for q in warm["queued"]])
+        latencies.clear()
+        t0 = time.time()
+        body = _post(f"{url}/api/transcribe/batch", {"paths": [str(c) for c in clips], "force": True})
+        ids = [q["job_id"] for q in body["queued"]]
+        jobs = _wait_done(url, ids)
+        wall = max(done.get(j, time.time()) for j in ids) - t0
+        client.disconnect()
+        statuses = {j["status"] for j in jobs}
+    finally:
+        dash.send_signal(2)
+        dash.wait(timeout=120)
+        redis.stop()
+    sum_once = raw_whisperx[0]["load"] + sum(r["transcribe"] for r in raw_whisperx) + sum(raw_ffmpeg)
+    sum_each = sum(r["load"] + r["transcribe"] for r in raw_whisperx) + sum(raw_ffmpeg)
+    latencies.sort()
+    FIGURES["endtoend"] = {
+        "files": count, "seconds_each": seconds, "ours_wall_s": round(wall, 1), "statuses": sorted(statuses),
+        "raw_sum_model_loaded_once_s": round(sum_once, 1), "raw_sum_whisperx_per_file_s": round(sum_each, 1),
+        "ratio_vs_model_once": round(wall / sum_once, 3), "ratio_vs_per_file": round(wall / sum_each, 3),
+        "raw_transcribe_s": round(sum(r["transcribe"] for r in raw_whisperx), 1),
+        "raw_ffmpeg_s": round(sum(raw_ffmpeg), 1),
+        "push_latency_ms": {"p50": round(latencies[len(latencies) // 2] * 1000, 1),
+                            "p95": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
+                            "events": len(latencies)} if latencies else None,
+    }
+    e = FIGURES["endtoend"]
+    print(f"\n== End to end: {count} x {seconds} s 720p files, batch API, one worker (concurrency 2) ==")
+    print(f"ours: {e['ours_wall_s']} s submit to last completion ({', '.join(e['statuses'])})")
+    print(f"raw one after another: {e['raw_sum_model_loaded_once_s']} s with the model loaded once "
+          f"(ratio {e['ratio_vs_model_once']}), {e['raw_sum_whisperx_per_file_s']} s running whisperx per file "
+          f"(ratio {e['ratio_vs_per_file']})")
+    if e["push_latency_ms"]:
+        print(f"job_update push latency: p50 {e['push_latency_ms']['p50']} ms, p95 {e['push_latency_ms']['p95']} ms "
+              f"over {e['push_latency_ms']['events']} events")
+
+
+def _wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if _get(f"{url}/api/health")["workers"]["count"]:
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise RuntimeError("dashboard did not come up")
+
+
+def _wait_done(url: str, ids: list[str], timeout: float = 1800) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = [_get(f"{url}/api/status/{j}") for j in ids]
+        if all(j["status"] in ("completed", "failed", "cancelled") for j in jobs):
+            return jobs
+        time.sleep(0.5)
+    raise RuntimeError("jobs did not finish")
+
+
+def _get(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _post(url: str, payload: dict) -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return json.loads(resp.read())
+
+
+def section_dashboard(tmp: Path, quick: bool) -> None:
+    big = tmp / "mnt" / "big"
+    big.mkdir(parents=True, exist_ok=True)
+    for i in range(10_000):
+        (big / f"clip_{i:05d}.mp4").touch()
+    os.environ.update({"STORAGE_ROOTS": str(tmp / "mnt"), "DATABASE_URL": f"sqlite:///{tmp / 'dash.db'}",
+                       "OUTPUT_DIR": str(tmp / "dash-out")})
+    from core.config import load_settings
+    from core.db import Job, get_engine, new_id, utcnow
+    from core.services import browser, jobs
+
+    settings = load_settings()
+    listing = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        browser.listing(str(big), settings, page_size=200)
+        listing.append((time.perf_counter() - t0) * 1000)
+    engine = get_engine()
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(Job.__table__.insert(), [
+            {"id": new_id(), "source": f"/mnt/news/clip_{i:05d}.mp4", "output_dir": "/out", "options": {},
+             "priority": "normal", "status": ("completed", "failed", "pending")[i % 3], "progress": 1.0,
+             "attempts": 1, "created_at": now, "media_duration": 60.0} for i in range(10_000)])
+    pages = []
+    for page in (1, 50, 150):
+        t0 = time.perf_counter()
+        jobs.list_jobs(page=page, page_size=50)
+        pages.append((time.perf_counter() - t0) * 1000)
+    filtered = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        jobs.list_jobs(status="failed", q="clip_09", page=1, page_size=50)
+        filtered.append((time.perf_counter() - t0) * 1000)
+    FIGURES["dashboard"] = {"folder_10000_listing_ms": round(statistics.median(listing), 1),
+                            "jobs_page_over_10000_ms": round(statistics.median(pages), 1),
+                            "jobs_filtered_over_10000_ms": round(statistics.median(filtered), 1)}
+    d = FIGURES["dashboard"]
+    print("\n== Dashboard (server side, median) ==")
+    print(f"10,000-file folder, first page of 200: {d['folder_10000_listing_ms']} ms; /api/jobs page over 10,000 "
+          f"jobs: {d['jobs_page_over_10000_ms']} ms; filtered by status and name: {d['jobs_filtered_over_10000_ms']} ms")
+
+
+def section_inspect(tmp: Path, quick: bool) -> None:
+    from core.embedded import RedisServer, Worker, wait_for_worker
+
+    redis = RedisServer(tmp / "insp-redis", persist=False).start()
+    os.environ["REDIS_URL"] = redis.url
+    import core.tasks
+    from core.config import load_settings
+    from core.services import queue_inspect
+    from core.tasks.app import create_celery
+
+    core.tasks.celery = app = create_celery(load_settings())
+    worker = Worker({"REDIS_URL": redis.url}, tmp / "insp-worker.log").start()
+    try:
+        wait_for_worker(app)
+        costs = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            queue_inspect.snapshot(app, timeout=1.0)
+            costs.append((time.perf_counter() - t0) * 1000)
+    finally:
+        worker.stop()
+        redis.stop()
+    FIGURES["inspect_poll_ms"] = round(statistics.median(costs), 1)
+    print(f"\n== One inspect poll (5 calls in parallel, 1 s reply window, 1 worker): "
+          f"{FIGURES['inspect_poll_ms']} ms; made once per 2 s for all browsers ==")
+
+
+SECTIONS = {"transcription": section_transcription, "reuse": section_reuse, "burnin": section_burnin,
+            "endtoend": section_endtoend, "dashboard": section_dashboard, "inspect": section_inspect}
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--probe":
+        probe(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short clips (a smoke run, not figures to quote)")
+    parser.add_argument("--keep", type=Path)
+    parser.add_argument("--only", nargs="*", choices=sorted(SECTIONS))
+    args = parser.parse_args()
+    tmp = args.keep or Path(tempfile.mkdtemp(prefix="bench-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    FIGURES["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                          "ffmpeg": subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True
+                                                   ).stdout.split("\n")[0]}
+    for name, fn in SECTIONS.items():
+        if args.only and name not in args.only:
+            continue
+        fn(tmp, args.quick)
+    print(json.dumps(FIGURES))
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
