@@ -10,6 +10,7 @@ non-speech gap are moved to the onset the bundled pyannote VAD found.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from dataclasses import asdict, dataclass, field
@@ -70,19 +71,90 @@ class Transcript:
 
 
 class _RecordingVad:
-    """Wraps the pipeline's VAD so the frame scores WhisperX computes are kept.
+    """Wraps the pipeline's VAD so the frame scores WhisperX computes are kept,
+    along with the chunks it will decode (merged exactly as WhisperX merges
+    them: it falls back to Pyannote.merge_chunks for non-Vad objects)."""
 
-    WhisperX then merges chunks exactly as it would for the unwrapped pyannote
-    model (it falls back to Pyannote.merge_chunks for non-Vad objects).
-    """
-
-    def __init__(self, inner):
-        self.inner = inner
+    def __init__(self, inner, vad_params: dict, chunk_size: int = 30):
+        self.inner, self.vad_params, self.chunk_size = inner, vad_params, chunk_size
         self.scores = None
+        self.chunks: list[dict] = []
 
     def __call__(self, *args, **kwargs):
+        from whisperx.vads.pyannote import Pyannote
+
         self.scores = self.inner(*args, **kwargs)
+        try:
+            self.chunks = Pyannote.merge_chunks(self.scores, self.chunk_size, onset=self.vad_params["vad_onset"],
+                                                offset=self.vad_params["vad_offset"])
+        except Exception:  # noqa: BLE001 - only an optimisation depends on it
+            self.chunks = []
         return self.scores
+
+
+class _AlignWhileDecoding:
+    """Aligns each batch WhisperX decodes with the encoder output the decode
+    just computed, so word timing costs no second encoder pass.
+
+    It wraps the model's ``generate_segment_batched`` and ``encode`` for the
+    duration of one transcription; if anything does not line up, ``words`` is
+    None and the caller aligns afterwards instead.
+    """
+
+    def __init__(self, model, vad: _RecordingVad):
+        self.model, self.vad = model, vad
+        self.words: list[Word] | None = []
+        self.index = 0
+
+    def __enter__(self):
+        model, generate, encode = self.model, self.model.generate_segment_batched, self.model.encode
+
+        def generate_and_align(features, tokenizer, options, *args, **kwargs):
+            captured = {}
+
+            def tapped_encode(batch):
+                captured["output"] = encode(batch)
+                return captured["output"]
+
+            model.encode = tapped_encode
+            try:
+                result = generate(features, tokenizer, options, *args, **kwargs)
+            finally:
+                del model.encode
+            self._align(result["text"], captured.get("output"), tokenizer, features.shape[0])
+            return result
+
+        model.generate_segment_batched = generate_and_align
+        return self
+
+    def __exit__(self, *exc):
+        del self.model.generate_segment_batched
+        return False
+
+    def _align(self, texts, encoder_output, tokenizer, size: int) -> None:
+        chunks = self.vad.chunks[self.index:self.index + size]
+        self.index += size
+        if self.words is None:
+            return
+        try:
+            if encoder_output is None or len(chunks) != size or len(texts) != size:
+                raise ValueError("decode batches do not match the VAD chunks")
+            rows = [i for i, text in enumerate(texts) if text.strip()]
+            if not rows:
+                return
+            if len(rows) < size:  # align only the chunks that produced text
+                import ctranslate2
+
+                encoder_output = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoder_output)[rows]))
+            hop = self.model.feature_extractor.hop_length
+            tokens = [tokenizer.encode(" " + texts[i].strip()) for i in rows]
+            frames = [max(1, min(3000, (int(chunks[i]["end"] * SAMPLE_RATE) - int(chunks[i]["start"] * SAMPLE_RATE)) // hop))
+                      for i in rows]
+            for i, alignment in zip(rows, self.model.find_alignment(tokenizer, tokens, encoder_output, frames)):
+                self.words.extend(_join_pieces(alignment, chunks[i]["start"]))
+        except Exception:  # noqa: BLE001 - fall back to aligning after the decode
+            log.debug("aligning while decoding failed; aligning afterwards", exc_info=True)
+            self.words = None
 
 
 def speech_regions(scores, onset: float = 0.5, offset: float = 0.363) -> list[tuple[float, float]]:
@@ -100,13 +172,15 @@ def transcribe(pipeline, audio: np.ndarray, *, language: str | None, batch_size:
                progress: Callable[[float], None] | None = None) -> Transcript:
     """Transcribe 16 kHz mono audio into sentence segments with word timings."""
     duration = len(audio) / SAMPLE_RATE
-    vad = _RecordingVad(pipeline.vad_model)
+    vad = _RecordingVad(pipeline.vad_model, pipeline._vad_params)
     pipeline.vad_model = vad
+    inline = _AlignWhileDecoding(pipeline.model, vad)
     try:
-        result = pipeline.transcribe(
-            audio, batch_size=batch_size, language=language,
-            progress_callback=(lambda pct: progress(pct / 100.0)) if progress else None,
-        )
+        with inline if not align_model else contextlib.nullcontext():
+            result = pipeline.transcribe(
+                audio, batch_size=batch_size, language=language,
+                progress_callback=(lambda pct: progress(pct / 100.0)) if progress else None,
+            )
     finally:
         pipeline.vad_model = vad.inner
     language = result["language"]
@@ -123,7 +197,7 @@ def transcribe(pipeline, audio: np.ndarray, *, language: str | None, batch_size:
         except Exception as err:  # noqa: BLE001 - the offline aligner is always available
             log.warning("alignment model %s unavailable (%s); using %s", align_model, err, OFFLINE_ALIGNER)
     if words is None:
-        words = _align_with_whisper(pipeline, chunks, audio, language)
+        words = _monotonic(inline.words) if inline.words else _align_with_whisper(pipeline, chunks, audio, language)
     words = snap_to_speech(words, regions)
     return Transcript(language, duration, split_sentences(words), method, regions)
 
