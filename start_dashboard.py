@@ -109,11 +109,29 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s Celery worker with beat, pid %s (log: %s)",
                  "adopted the running" if worker.adopted else "started", worker.pid, worker.log_file)
 
-    def shutdown(*_):
-        raise KeyboardInterrupt
+    stopped = threading.Event()
 
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)  # also when started in the background, where SIGINT is ignored
+    def stop_everything() -> None:
+        if stopped.is_set():
+            return
+        stopped.set()
+        log.info("shutting down")
+        if supervisor:
+            supervisor.stopping.set()
+        if worker:
+            worker.stop(timeout=60)
+        if redis:
+            redis.stop()
+
+    def on_signal(*_):
+        # Raising here could land in any greenlet or handler (eventlet swallows it
+        # there); stop the children from the handler itself and leave.
+        stop_everything()
+        logging.shutdown()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # also when started in the background, where SIGINT is ignored
     from core.api import create_app
     from core.api.live import init_socketio
 
@@ -123,16 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         socketio.run(app, host=args.host, port=args.port, use_reloader=False, log_output=False,
                      **({"allow_unsafe_werkzeug": True} if socketio.async_mode == "threading" else {}))
-    except KeyboardInterrupt:
-        pass
     finally:
-        log.info("shutting down")
-        if supervisor:
-            supervisor.stopping.set()
-        if worker:
-            worker.stop(timeout=60)
-        if redis:
-            redis.stop()
+        stop_everything()
     return 0
 
 

@@ -14,6 +14,25 @@ from pathlib import Path
 from .config import PROJECT_ROOT
 
 
+def _sleep(seconds: float) -> None:
+    """A real sleep, even under eventlet (a signal handler must not yield to its hub)."""
+    if "eventlet" in sys.modules:
+        from eventlet.patcher import original
+
+        original("time").sleep(seconds)
+    else:
+        time.sleep(seconds)
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            return False
+        _sleep(0.1)
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,11 +79,9 @@ class RedisServer:
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+            if not _wait(self.proc, timeout):
                 self.proc.kill()
-                self.proc.wait()
+                _wait(self.proc, 10)
         self.proc = None
 
 
@@ -131,16 +148,16 @@ class Worker:
         os.kill(self.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
+            _sleep(0.2)
         self._kill_group()
         if self.proc:
-            self.proc.wait()
+            _wait(self.proc, 10)
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children (a crash, for fault tests)."""
         self._kill_group()
         if self.proc:
-            self.proc.wait()
+            _wait(self.proc, 10)
 
     def _kill_group(self) -> None:
         if self.pid is None:
