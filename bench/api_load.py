@@ -13,35 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.media import make_speech_clip
-from core.embedded import RedisServer, free_port
+from bench.system import get_json, post_json, running_dashboard
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _get(url: str) -> tuple[float, dict]:
-    start = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        body = json.loads(resp.read())
-    return (time.perf_counter() - start) * 1000, body
-
-
-def _post(url: str, payload: dict) -> tuple[float, dict]:
-    start = time.perf_counter()
-    req = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=300) as resp:
-        body = json.loads(resp.read())
-    return (time.perf_counter() - start) * 1000, body
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -51,7 +32,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def _measure(url: str, n: int, concurrency: int = 8) -> dict:
     with ThreadPoolExecutor(concurrency) as pool:
-        times = [t for t, _ in pool.map(lambda _: _get(url), range(n))]
+        times = [t for t, _ in pool.map(lambda _: get_json(url), range(n))]
     return {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(_pct(times, 0.95), 1),
             "max_ms": round(max(times), 1), "requests": n}
 
@@ -109,23 +90,8 @@ def main() -> int:
         link = news / f"clip-{i:04d}.mp4"
         os.link(clip, link)
         paths.append(str(link))
-    redis = RedisServer(tmp / "redis", persist=False).start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "REDIS_URL": redis.url, "DATABASE_URL": f"sqlite:///{tmp / 'jobs.db'}",
-           "STORAGE_ROOTS": str(tmp / "mnt"), "OUTPUT_DIR": str(tmp / "out"), "VAR_DIR": str(tmp / "var")}
-    dash = subprocess.Popen([sys.executable, "start_dashboard.py", "--no-redis", "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=open(tmp / "dashboard.log", "wb"), stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if _get(f"{url}/api/health")[1]["workers"]["count"]:
-                    break
-            except OSError:
-                pass
-            time.sleep(1)
-        submit_ms, batch = _post(f"{url}/api/transcribe/batch", {"paths": paths, "options": {"burn_in": False}})
+    with running_dashboard(tmp, tmp / "mnt") as url:
+        submit_ms, batch = post_json(f"{url}/api/transcribe/batch", {"paths": paths, "options": {"burn_in": False}})
         time.sleep(3)
         queue = _measure(f"{url}/api/queue", args.requests)
         jobs_page = _measure(f"{url}/api/jobs?page=7&page_size=50", args.requests)
@@ -137,10 +103,6 @@ def main() -> int:
             "api_queue": queue, "api_jobs_page": jobs_page, "api_jobs_filtered": jobs_filtered,
             "socketio": sockets, "queue_tab_waiting_rows": rows, "screenshot": str(tmp / "queue-1000.png"),
         }
-    finally:
-        dash.send_signal(signal.SIGINT)
-        dash.wait(timeout=120)
-        redis.stop()
     print(f"{'batch of':28} {figures['jobs']} paths, queued {figures['queued']} in {figures['batch_submit_ms']} ms")
     for name in ("api_queue", "api_jobs_page", "api_jobs_filtered"):
         f = figures[name]

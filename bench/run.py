@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from bench.media import NEWS_SCRIPT, make_speech_clip
+from bench.system import get_json, post_json, running_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES: dict = {}
@@ -199,8 +200,6 @@ def section_burnin(tmp: Path, quick: bool) -> None:
 def section_endtoend(tmp: Path, quick: bool) -> None:
     import socketio
 
-    from core.embedded import RedisServer, free_port
-
     folder = tmp / "mnt" / "e2e"
     count, seconds = (3, 30) if quick else (8, 60)
     clips = [_clip(folder, seconds, "1280x720", f"file-{i}.mp4") for i in range(count)]
@@ -219,36 +218,25 @@ def section_endtoend(tmp: Path, quick: bool) -> None:
         ass.write_text(burnin.ass_document([Caption(1, 4, ["a caption"])], info.width, info.height))
         raw_ffmpeg.append(_raw_ffmpeg(clip, ass, tmp / "e2e-raw.mp4", "veryfast", 20))
 
-    redis = RedisServer(tmp / "e2e-redis", persist=False).start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "REDIS_URL": redis.url, "DATABASE_URL": f"sqlite:///{tmp / 'e2e.db'}",
-           "STORAGE_ROOTS": str(tmp / "mnt"), "OUTPUT_DIR": str(tmp / "e2e-out"), "VAR_DIR": str(tmp / "e2e-var")}
-    dash = subprocess.Popen([sys.executable, "start_dashboard.py", "--no-redis", "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=open(tmp / "e2e-dashboard.log", "wb"), stderr=subprocess.STDOUT)
     latencies: list[float] = []
-    try:
-        _wait_healthy(url)
+    (tmp / "e2e").mkdir(exist_ok=True)
+    with running_dashboard(tmp / "e2e", tmp / "mnt") as url:
         client = socketio.Client()
         done: dict[str, float] = {}
         client.on("job_update", lambda d: (latencies.append(time.time() - d["emitted_at"]),
                                            d["status"] in ("completed", "failed") and done.setdefault(d["job_id"], time.time())))
         client.connect(url, transports=["websocket"])
         # Warm the worker's model as a running dashboard would have it: one throwaway job first.
-        warm = _post(f"{url}/api/transcribe/batch", {"paths": [str(clips[0])], "options": {"burn_in": False}})
+        warm = post_json(f"{url}/api/transcribe/batch", {"paths": [str(clips[0])], "options": {"burn_in": False}})[1]
         _wait_done(url, [q["job_id"] for q in warm["queued"]])
         latencies.clear()
         t0 = time.time()
-        body = _post(f"{url}/api/transcribe/batch", {"paths": [str(c) for c in clips], "force": True})
+        body = post_json(f"{url}/api/transcribe/batch", {"paths": [str(c) for c in clips], "force": True})[1]
         ids = [q["job_id"] for q in body["queued"]]
         jobs = _wait_done(url, ids)
         wall = max(done.get(j, time.time()) for j in ids) - t0
         client.disconnect()
         statuses = {j["status"] for j in jobs}
-    finally:
-        dash.send_signal(2)
-        dash.wait(timeout=120)
-        redis.stop()
     sum_once = raw_whisperx[0]["load"] + sum(r["transcribe"] for r in raw_whisperx) + sum(raw_ffmpeg)
     sum_each = sum(r["load"] + r["transcribe"] for r in raw_whisperx) + sum(raw_ffmpeg)
     latencies.sort()
@@ -273,41 +261,14 @@ def section_endtoend(tmp: Path, quick: bool) -> None:
               f"over {e['push_latency_ms']['events']} events")
 
 
-def _wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if _get(f"{url}/api/health")["workers"]["count"]:
-                return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise RuntimeError("dashboard did not come up")
-
-
 def _wait_done(url: str, ids: list[str], timeout: float = 1800) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        jobs = [_get(f"{url}/api/status/{j}") for j in ids]
+        jobs = [get_json(f"{url}/api/status/{j}")[1] for j in ids]
         if all(j["status"] in ("completed", "failed", "cancelled") for j in jobs):
             return jobs
         time.sleep(0.5)
     raise RuntimeError("jobs did not finish")
-
-
-def _get(url: str) -> dict:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-def _post(url: str, payload: dict) -> dict:
-    import urllib.request
-
-    req = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        return json.loads(resp.read())
 
 
 def section_dashboard(tmp: Path, quick: bool) -> None:
