@@ -94,9 +94,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         if not args.no_redis:
             port = int(os.environ.get("EMBEDDED_REDIS_PORT", "6380"))
-            redis = RedisServer(var / "redis", port=port).start()
-            os.environ["REDIS_URL"] = redis.url
-            log.info("started embedded redis-server at %s (data in %s)", redis.url, redis.data_dir)
+            embedded_url = f"redis://127.0.0.1:{port}/0"
+            if redis_reachable(embedded_url):  # left running by a dashboard that was killed
+                os.environ["REDIS_URL"] = embedded_url
+                log.info("using the embedded redis-server already running at %s", embedded_url)
+            else:
+                redis = RedisServer(var / "redis", port=port).start()
+                os.environ["REDIS_URL"] = redis.url
+                log.info("started embedded redis-server at %s (data in %s)", redis.url, redis.data_dir)
     settings = load_settings()
 
     worker = supervisor = None
