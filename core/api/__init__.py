@@ -66,6 +66,20 @@ def create_app(settings: dict | None = None) -> Flask:
                                 "img-src 'self' data:; style-src 'self'; connect-src 'self' ws: wss:")
         return resp
 
+    from ..services.errors import CaptionError
+    from ..services.jobs import JobError, RejectedBatch
+
+    @app.errorhandler(JobError)
+    def job_error(err: JobError):
+        body = {"error": str(err)}
+        if isinstance(err, RejectedBatch):
+            body.update(total_files=err.total, valid_paths=0, queued=[], rejected=err.rejected)
+        return jsonify(body), err.status
+
+    @app.errorhandler(CaptionError)
+    def caption_error(err: CaptionError):
+        return jsonify(error=str(err)), 400
+
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
         messages = {413: f"upload is larger than the {settings['MAX_UPLOAD_MB']} MB limit"}

@@ -5,31 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, jsonify, request, send_file, url_for
 from werkzeug.utils import secure_filename
 
 from ..config import project_path
 from ..services import jobs
-from ..services.errors import CaptionError
+from .helpers import int_arg, settings
 
 bp = Blueprint("jobs", __name__)
-
-
-def _settings() -> dict:
-    return current_app.config["CAPTION_SETTINGS"]
-
-
-@bp.errorhandler(jobs.JobError)
-def job_error(err: jobs.JobError):
-    body = {"error": str(err)}
-    if isinstance(err, jobs._NoValid):
-        body.update(total_files=err.total, valid_paths=0, queued=[], rejected=err.rejected)
-    return jsonify(body), err.status
-
-
-@bp.errorhandler(CaptionError)
-def caption_error(err: CaptionError):
-    return jsonify(error=str(err)), 400
 
 
 def _json_body() -> dict:
@@ -47,7 +30,7 @@ def submit_batch():
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise jobs.JobError("force must be true or false")
-    result = jobs.submit_batch(body.get("paths"), body.get("options"), _settings(),
+    result = jobs.submit_batch(body.get("paths"), body.get("options"), settings(),
                                priority=body.get("priority"), force=force)
     return jsonify(result), 202
 
@@ -66,11 +49,11 @@ def upload():
             raise jobs.JobError("rows must be an integer")
         options["rows"] = int(form["rows"])
     name = secure_filename(file.filename) or "upload"
-    folder = project_path(_settings()["UPLOAD_DIR"]) / datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    folder = project_path(settings()["UPLOAD_DIR"]) / datetime.now(timezone.utc).strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.uuid4().hex[:8]}-{name}"
     file.save(path)
-    created = jobs.submit_upload(path, options, _settings(), priority=form.get("priority"))
+    created = jobs.submit_upload(path, options, settings(), priority=form.get("priority"))
     job = jobs.job_dict_by_id(created["job_id"])
     return jsonify({
         "job_id": created["job_id"],
@@ -86,22 +69,12 @@ def status(job_id: str):
     return jsonify(jobs.job_dict_by_id(job_id))
 
 
-def _int_arg(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise jobs.JobError(f"{name} must be an integer") from None
-
-
 @bp.get("/jobs")
 def list_jobs():
     args = request.args
     return jsonify(jobs.list_jobs(status=args.get("status") or None, batch_id=args.get("batch_id") or None,
-                                  q=args.get("q") or None, page=_int_arg("page", 1),
-                                  page_size=_int_arg("page_size", 50)))
+                                  q=args.get("q") or None, page=int_arg("page", 1),
+                                  page_size=int_arg("page_size", 50, 1, 500)))
 
 
 @bp.post("/jobs/<job_id>/cancel")

@@ -12,7 +12,7 @@ import threading
 import time
 
 from flask import current_app, request, session
-from flask_socketio import SocketIO, disconnect
+from flask_socketio import SocketIO
 
 from ..services import queue_inspect
 
@@ -138,4 +138,4 @@ def _queue_loop(app) -> None:
         socketio.sleep(QUEUE_INTERVAL)
 
 
-__all__ = ["socketio", "init_socketio", "disconnect"]
+__all__ = ["socketio", "init_socketio", "monitor"]

@@ -120,7 +120,7 @@ def submit_batch(paths: object, options: object, settings: dict, *, priority: ob
             valid.append((raw, value[0], value[1]))
     rejected.sort(key=lambda entry: entry.pop("_i"))
     if not valid:
-        raise _NoValid(rejected, len(paths))
+        raise RejectedBatch(rejected, len(paths))
 
     queued, created = [], []
     with session_scope() as s:
@@ -167,7 +167,7 @@ def submit_batch(paths: object, options: object, settings: dict, *, priority: ob
     }
 
 
-class _NoValid(JobError):
+class RejectedBatch(JobError):
     def __init__(self, rejected: list[dict], total: int):
         super().__init__("none of the paths can be queued", 400)
         self.rejected = rejected

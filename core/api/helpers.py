@@ -1,0 +1,21 @@
+"""Small request helpers shared by the blueprints."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+
+from ..services.jobs import JobError
+
+
+def settings() -> dict:
+    return current_app.config["CAPTION_SETTINGS"]
+
+
+def int_arg(name: str, default: int, low: int = 1, high: int = 10**9) -> int:
+    """A query-string integer in [low, high]; a clear 400 otherwise."""
+    raw = request.args.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise JobError(f"{name} must be an integer from {low} to {high}")
+    return int(raw)
