@@ -29,9 +29,11 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-reqs=(-r requirements.txt)
-(( with_tests )) && reqs+=(-r requirements-dev.txt)
-stamp=".venv/.installed-$( (cat requirements.txt constraints.txt; (( with_tests )) && cat requirements-dev.txt) | sha1sum | cut -c1-12)"
+files=(requirements.txt)
+if (( with_tests )); then files+=(requirements-dev.txt); fi
+reqs=()
+for f in "${files[@]}"; do reqs+=(-r "$f"); done
+stamp=".venv/.installed-$(cat "${files[@]}" constraints.txt | sha1sum | cut -c1-12)"
 if [[ ! -f "$stamp" ]]; then
   echo "setup: installing Python requirements into .venv (first run downloads ~3 GB)"
   .venv/bin/python -m pip install -q --upgrade pip
