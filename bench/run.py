@@ -1,10 +1,11 @@
 """Benchmarks: our pipeline against the raw tools, measured in one run.
 
-    .venv/bin/python -m bench [--quick] [--keep DIR] [--skip SECTION ...]
+    .venv/bin/python -m bench [--quick] [--keep DIR] [--only SECTION ...]
 
 Sections (each prints a table; a final JSON line has every figure):
   transcription   our transcription step vs raw `whisperx` (same model, compute type, batch size)
-                  on a 5-minute clip, tiny.en and base; peak RSS of each process
+                  on a 5-minute clip, tiny.en and base, alternated in one process; peak RSS of each
+                  pipeline in a process of its own
   reuse           ten 20-second jobs through one process: per-job overhead vs raw transcription
   burnin          our render step vs the raw `ffmpeg` command (same encoder settings, same ASS)
                   on 2-minute 720p and 1080p clips
@@ -52,8 +53,22 @@ def _run_probe(mode: str, model: str, path: Path, repeats: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _raw_pipeline(model: str, settings: dict):
+    """The WhisperX pipeline exactly as a user loads it."""
+    import whisperx
+
+    from core.services import models
+
+    return whisperx.load_model(models.resolve_model(model), "cpu", compute_type=settings["WHISPER_COMPUTE_TYPE"],
+                               language="en" if model.endswith(".en") else None,
+                               threads=settings["WHISPER_THREADS"] or os.cpu_count())
+
+
 def probe(mode: str, model: str, path: str, repeats: int) -> None:
-    """Child process: load once, transcribe ``repeats`` times, report best time and peak RSS."""
+    """Child process.  ``raw`` or ``ours``: load, transcribe once, report load
+    time and peak RSS.  ``both``: load both pipelines, then alternate raw and
+    ours ``repeats`` times (so drift in machine speed hits both alike) and
+    report every time."""
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -61,32 +76,38 @@ def probe(mode: str, model: str, path: str, repeats: int) -> None:
     from core.services import media, models, transcription
 
     settings = load_settings()
-    t0 = time.perf_counter()
-    if mode == "raw":
-        import whisperx
-
-        pipe = whisperx.load_model(models.resolve_model(model), "cpu", compute_type=settings["WHISPER_COMPUTE_TYPE"],
-                                   language="en" if model.endswith(".en") else None,
-                                   threads=settings["WHISPER_THREADS"] or os.cpu_count())
-    else:
-        pipe = models.load_pipeline(model, "cpu", settings["WHISPER_COMPUTE_TYPE"], settings["WHISPER_THREADS"])
-    load = time.perf_counter() - t0
-    times, decode = [], []
-    for _ in range(repeats):
+    batch = settings["WHISPER_BATCH_SIZE"]
+    loads = {}
+    if mode in ("raw", "both"):
         t0 = time.perf_counter()
-        if mode == "raw":
-            import whisperx
+        raw_pipe = _raw_pipeline(model, settings)
+        loads["raw"] = time.perf_counter() - t0
+    if mode in ("ours", "both"):
+        t0 = time.perf_counter()
+        our_pipe = models.load_pipeline(model, "cpu", settings["WHISPER_COMPUTE_TYPE"], settings["WHISPER_THREADS"])
+        loads["ours"] = time.perf_counter() - t0
+    times: dict[str, list[float]] = {"raw": [], "ours": []}
+    decode: dict[str, list[float]] = {"raw": [], "ours": []}
+    for _ in range(repeats if mode == "both" else 1):
+        for which in ("raw", "ours"):
+            if which not in loads:
+                continue
+            if which == "raw":
+                import whisperx
 
-            audio = whisperx.load_audio(path)
-            t1 = time.perf_counter()
-            pipe.transcribe(audio, batch_size=settings["WHISPER_BATCH_SIZE"], language="en")
-        else:
-            audio = media.load_audio(media.probe(path))
-            t1 = time.perf_counter()
-            transcription.transcribe(pipe, audio, language="en", batch_size=settings["WHISPER_BATCH_SIZE"])
-        decode.append(t1 - t0)
-        times.append(time.perf_counter() - t1)
-    print(json.dumps({"load": load, "transcribe": min(times), "decode": min(decode),
+                t0 = time.perf_counter()
+                audio = whisperx.load_audio(path)
+                decode[which].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                raw_pipe.transcribe(audio, batch_size=batch, language="en")
+            else:
+                t0 = time.perf_counter()
+                audio = media.load_audio(media.probe(path))
+                decode[which].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                transcription.transcribe(our_pipe, audio, language="en", batch_size=batch)
+            times[which].append(time.perf_counter() - t0)
+    print(json.dumps({"load": loads, "times": times, "decode": decode,
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -97,25 +118,28 @@ def section_transcription(tmp: Path, quick: bool) -> None:
     duration = probe_duration(clip)
     rows = {}
     for model in ("tiny.en", "base"):
-        raw = _run_probe("raw", model, clip, 2)
-        ours = _run_probe("ours", model, clip, 2)
+        raw_alone, ours_alone = _run_probe("raw", model, clip, 1), _run_probe("ours", model, clip, 1)
+        both = _run_probe("both", model, clip, 2 if quick else 4)["times"]
+        raw, ours = min(both["raw"]), min(both["ours"])
         rows[model] = {
             "media_seconds": round(duration, 1),
-            "raw_transcribe_s": round(raw["transcribe"], 2), "ours_transcribe_s": round(ours["transcribe"], 2),
-            "ratio": round(ours["transcribe"] / raw["transcribe"], 3),
-            "raw_rtf": round(duration / raw["transcribe"], 1), "ours_rtf": round(duration / ours["transcribe"], 1),
-            "raw_load_s": round(raw["load"], 1), "ours_load_s": round(ours["load"], 1),
-            "raw_audio_decode_s": round(raw["decode"], 2), "ours_audio_decode_s": round(ours["decode"], 2),
-            "raw_peak_rss_mb": round(raw["rss_mb"]), "ours_peak_rss_mb": round(ours["rss_mb"]),
+            "raw_transcribe_s": round(raw, 2), "ours_transcribe_s": round(ours, 2),
+            "ratio": round(ours / raw, 3),
+            "median_ratio": round(statistics.median(o / r for o, r in zip(both["ours"], both["raw"])), 3),
+            "raw_runs_s": [round(t, 2) for t in both["raw"]], "ours_runs_s": [round(t, 2) for t in both["ours"]],
+            "raw_rtf": round(duration / raw, 1), "ours_rtf": round(duration / ours, 1),
+            "raw_load_s": round(raw_alone["load"]["raw"], 1), "ours_load_s": round(ours_alone["load"]["ours"], 1),
+            "raw_peak_rss_mb": round(raw_alone["rss_mb"]), "ours_peak_rss_mb": round(ours_alone["rss_mb"]),
         }
     FIGURES["transcription"] = rows
-    print("\n== Transcription (best of 2, model loaded once per process) ==")
-    print(f"{'model':8} {'media s':>8} {'raw s':>7} {'ours s':>7} {'ratio':>6} {'raw RTF':>8} {'our RTF':>8} "
-          f"{'raw RSS':>8} {'our RSS':>8}")
+    print(f"\n== Transcription (raw and ours alternated {len(both['raw'])} times in one process; best run each) ==")
+    print(f"{'model':8} {'media s':>8} {'raw s':>7} {'ours s':>7} {'ratio':>6} {'median':>6} {'raw RTF':>8} "
+          f"{'our RTF':>8} {'raw RSS':>8} {'our RSS':>8}")
     for model, r in rows.items():
         print(f"{model:8} {r['media_seconds']:8.1f} {r['raw_transcribe_s']:7.2f} {r['ours_transcribe_s']:7.2f} "
-              f"{r['ratio']:6.3f} {r['raw_rtf']:8.1f} {r['ours_rtf']:8.1f} {r['raw_peak_rss_mb']:7d}M "
-              f"{r['ours_peak_rss_mb']:7d}M")
+              f"{r['ratio']:6.3f} {r['median_ratio']:6.3f} {r['raw_rtf']:8.1f} {r['ours_rtf']:8.1f} "
+              f"{r['raw_peak_rss_mb']:7d}M {r['ours_peak_rss_mb']:7d}M")
+        print(f"{'':8} runs: raw {r['raw_runs_s']}  ours {r['ours_runs_s']}")
 
 
 def section_reuse(tmp: Path, quick: bool) -> None:
@@ -125,13 +149,12 @@ def section_reuse(tmp: Path, quick: bool) -> None:
     import whisperx
 
     from core.config import load_settings
-    from core.services import models
     from core.services.pipeline import CaptionOptions, caption_file
 
     folder = tmp / "media" / "short"
     clips = [_clip(folder, 20, "320x240", f"short-{i}.mp4") for i in range(10)]
     settings = load_settings()
-    pipe = models.load_pipeline("tiny.en", "cpu", settings["WHISPER_COMPUTE_TYPE"], settings["WHISPER_THREADS"])
+    pipe = _raw_pipeline("tiny.en", settings)
     raw = []
     for clip in clips:
         audio = whisperx.load_audio(str(clip))
@@ -207,7 +230,7 @@ def section_endtoend(tmp: Path, quick: bool) -> None:
     raw_whisperx = []
     for clip in clips:
         r = _run_probe("raw", "tiny.en", clip, 1)
-        raw_whisperx.append({"load": r["load"], "transcribe": r["transcribe"] + r["decode"]})
+        raw_whisperx.append({"load": r["load"]["raw"], "transcribe": r["times"]["raw"][0] + r["decode"]["raw"][0]})
     from core.services import burnin, media
     from core.services.captions import Caption
 

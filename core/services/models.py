@@ -122,7 +122,7 @@ def _load(name: str, device: str, compute_type: str, threads: int):
     language = "en" if model_is_english_only(name, resolved) else None
     log.info("loading Whisper model %s from %s", name, resolved)
     try:
-        return whisperx.load_model(
+        pipeline = whisperx.load_model(
             resolved,
             device,
             compute_type=compute_type,
@@ -131,10 +131,24 @@ def _load(name: str, device: str, compute_type: str, threads: int):
             local_files_only=local,
             threads=threads or os.cpu_count() or 1,
         )
+        _tune_vad(pipeline, device)
+        return pipeline
     except Exception as err:  # noqa: BLE001 - surface any loader failure with the model name
         raise ModelNotFound(name, f"cannot load model: {err}") from err
     finally:
         _route_library_logs()
+
+
+# pyannote slides its 5 s VAD window in batches of 32.  On CPU the SincNet
+# front end of 32 windows (80 filters x 8,000 frames each) spills the cache;
+# 8 at a time measured about 25% faster on 2 cores, with scores equal to 2e-9.
+CPU_VAD_BATCH = 8
+
+
+def _tune_vad(pipeline, device: str) -> None:
+    inference = getattr(getattr(pipeline.vad_model, "vad_pipeline", None), "_segmentation", None)
+    if device == "cpu" and hasattr(inference, "batch_size"):
+        inference.batch_size = CPU_VAD_BATCH
 
 
 def _route_library_logs() -> None:
