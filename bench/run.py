@@ -9,6 +9,8 @@ Sections (each prints a table; a final JSON line has every figure):
   reuse           ten 20-second jobs through one process: per-job overhead vs raw transcription
   burnin          our render step vs the raw `ffmpeg` command (same encoder settings, same ASS)
                   on 2-minute 720p and 1080p clips
+  presets         each libx264 preset: time, bitrate, SSIM of the picture and the caption band,
+                  words tesseract reads; names the fastest that stays clean
   endtoend        eight 1-minute files through the batch API to one worker, submit to last
                   completion, vs raw WhisperX plus raw FFmpeg run one after another
   dashboard       10,000-file folder listing, a /api/jobs page over 10,000 jobs, the cost of
@@ -220,6 +222,105 @@ def section_burnin(tmp: Path, quick: bool) -> None:
               f"ours {r['ours_s']:6.2f} s ({r['ours_rtf']:.1f}x)  ratio {r['ratio']:.3f}")
 
 
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
+# At a fixed CRF the picture quality is set mostly by the CRF; a faster preset
+# pays in bits or in detail.  "Clean" against libx264's default preset (medium):
+# SSIM of the whole picture and of the caption band (lower third), each against
+# the uncompressed render, within SSIM_SLACK of medium's; a bitrate at most
+# BITRATE_SLACK times medium's; tesseract reads as many caption words as in a
+# lossless render.
+SSIM_SLACK = 0.005
+BITRATE_SLACK = 1.25
+
+
+def _grain_clip(folder: Path, seconds: float, size: str) -> Path:
+    """A moving test pattern with light film-like grain (harder to encode than
+    the flat pattern, as camera footage is), plus a tone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"grain-{size}.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-v", "error",
+                    "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30000/1001:duration={seconds},"
+                                         "noise=alls=3:allf=t",
+                    "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", "-b:a", "128k", "-shortest", str(out)], check=True)
+    return out
+
+
+def _ssim(encoded: Path, source: Path, ass: Path) -> tuple[float, float]:
+    """SSIM (All) of the whole frame and of the lower third, against the source
+    with the captions drawn in the same filter graph."""
+    band = "crop=iw:ih/3:0:ih*2/3"
+    graph = (f"[1:v]subtitles=filename={ass}:charenc=UTF-8,format=yuv420p,split[r1][r2];"
+             f"[0:v]format=yuv420p,split[e1][e2];[e1][r1]ssim[whole];[e2]{band}[eb];[r2]{band}[rb];[eb][rb]ssim[band]")
+    out = subprocess.run(["ffmpeg", "-nostdin", "-v", "info", "-i", str(encoded), "-i", str(source),
+                          "-filter_complex", graph, "-map", "[whole]", "-map", "[band]", "-f", "null", "-"],
+                         capture_output=True, text=True, check=True).stderr
+    import re
+
+    found = sorted((int(n), float(v)) for n, v in re.findall(r"Parsed_ssim_(\d+) .*? All:([0-9.]+)", out))
+    if len(found) != 2:
+        raise RuntimeError(f"no SSIM figures in ffmpeg's output: {out[-1000:]}")
+    return found[0][1], found[1][1]
+
+
+def section_presets(tmp: Path, quick: bool) -> None:
+    """Which libx264 preset to burn in with: time against picture and caption quality."""
+    from bench.measure import normalize_text, ocr_text_at
+    from core.config import load_settings
+    from core.services import burnin, media
+    from core.services.captions import Caption
+
+    crf = load_settings()["RENDER_CRF"]
+    clip = _grain_clip(tmp / "media", 20 if quick else 60, "1280x720")
+    info = media.probe(clip)
+    captions = [Caption(t, t + 3.5, ["Captions drawn like a 608 decoder", f"line two at {t} seconds"])
+                for t in range(1, int(info.duration) - 4, 4)]
+    ass = tmp / "presets.ass"
+    ass.write_text(burnin.ass_document(captions, info.width, info.height))
+
+    def words_read(video: Path) -> float:
+        read = expected = 0
+        for cap in captions[::3]:
+            want = normalize_text(" ".join(cap.lines)).split()
+            got = set(normalize_text(ocr_text_at(video, cap.start + 1.5)).split())
+            expected += len(want)
+            read += sum(w in got for w in want)
+        return read / expected
+
+    lossless = tmp / "preset-lossless.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(clip), "-vf", f"subtitles=filename={ass}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-an", str(lossless)], check=True)
+    reference_ocr = words_read(lossless)
+    rows = {}
+    for preset in PRESETS:
+        out = tmp / f"preset-{preset}.mp4"
+        t0 = time.perf_counter()
+        burnin.burn_in(info, ass, out, preset=preset, crf=crf, progress=lambda f: None)
+        seconds = time.perf_counter() - t0
+        whole, band = _ssim(out, clip, ass)
+        rows[preset] = {"seconds": round(seconds, 2), "rtf": round(info.duration / seconds, 1),
+                        "mbps": round(out.stat().st_size * 8 / info.duration / 1e6, 2),
+                        "ssim": round(whole, 4), "ssim_captions": round(band, 4),
+                        "ocr_words": round(words_read(out), 3)}
+    medium = rows["medium"]
+    clean = [p for p, r in rows.items()
+             if r["ssim"] >= medium["ssim"] - SSIM_SLACK and r["ssim_captions"] >= medium["ssim_captions"] - SSIM_SLACK
+             and r["mbps"] <= medium["mbps"] * BITRATE_SLACK and r["ocr_words"] >= reference_ocr]
+    chosen = min(clean, key=lambda p: rows[p]["seconds"]) if clean else None
+    FIGURES["presets"] = {"crf": crf, "media_seconds": round(info.duration, 1), "rows": rows,
+                          "lossless_ocr_words": round(reference_ocr, 3),
+                          "fastest_clean": chosen}
+    print(f"\n== Burn-in presets (libx264 crf {crf}, {info.duration:.0f} s 720p with grain) ==")
+    print(f"{'preset':10} {'s':>6} {'RTF':>5} {'Mb/s':>6} {'SSIM':>7} {'captions':>8} {'OCR':>5}")
+    for preset, r in rows.items():
+        print(f"{preset:10} {r['seconds']:6.2f} {r['rtf']:5.1f} {r['mbps']:6.2f} {r['ssim']:7.4f} "
+              f"{r['ssim_captions']:8.4f} {r['ocr_words']:5.2f}")
+    print(f"lossless render: OCR {reference_ocr:.2f}.  Clean: SSIM (whole and caption band) within {SSIM_SLACK} of "
+          f"medium's, bitrate <= {BITRATE_SLACK}x medium's, OCR as lossless: {', '.join(clean) or 'none'}.  "
+          f"Fastest clean: {chosen}")
+
+
 def section_endtoend(tmp: Path, quick: bool) -> None:
     import socketio
 
@@ -365,6 +466,7 @@ def section_inspect(tmp: Path, quick: bool) -> None:
 
 
 SECTIONS = {"transcription": section_transcription, "reuse": section_reuse, "burnin": section_burnin,
+            "presets": section_presets,
             "endtoend": section_endtoend, "dashboard": section_dashboard, "inspect": section_inspect}
 
 
