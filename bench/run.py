@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -256,8 +257,6 @@ def _ssim(encoded: Path, source: Path, ass: Path) -> tuple[float, float]:
     out = subprocess.run(["ffmpeg", "-nostdin", "-v", "info", "-i", str(encoded), "-i", str(source),
                           "-filter_complex", graph, "-map", "[whole]", "-map", "[band]", "-f", "null", "-"],
                          capture_output=True, text=True, check=True).stderr
-    import re
-
     found = sorted((int(n), float(v)) for n, v in re.findall(r"Parsed_ssim_(\d+) .*? All:([0-9.]+)", out))
     if len(found) != 2:
         raise RuntimeError(f"no SSIM figures in ffmpeg's output: {out[-1000:]}")
@@ -291,7 +290,7 @@ def section_presets(tmp: Path, quick: bool) -> None:
     lossless = tmp / "preset-lossless.mp4"
     subprocess.run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(clip), "-vf", f"subtitles=filename={ass}",
                     "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-an", str(lossless)], check=True)
-    reference_ocr = words_read(lossless)
+    reference_ocr = round(words_read(lossless), 3)  # rows keep 3 decimals too
     rows = {}
     for preset in PRESETS:
         out = tmp / f"preset-{preset}.mp4"
