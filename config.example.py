@@ -48,8 +48,11 @@ CAPTION_ROWS = 2
 # Burn the captions into a captioned H.264 rendition.
 BURN_IN = True
 
-# x264 settings of the captioned rendition.  "veryfast" keeps burn-in close to
-# realtime on CPU hosts; CRF 20 keeps text edges clean.
+# x264 settings of the captioned rendition.  "veryfast" is the fastest preset
+# whose picture, caption legibility and bitrate stay level with x264's default
+# ("medium"); ultrafast/superfast double the file or worse.  Measured by
+# `python -m bench --only presets`, see docs/BENCHMARKS.md.  CRF 20 keeps text
+# edges clean.
 RENDER_PRESET = "veryfast"
 RENDER_CRF = 20
 
