@@ -143,7 +143,8 @@ def _load(name: str, device: str, compute_type: str, threads: int):
 # front end of 32 windows (80 filters x 8,000 frames each) spills the cache,
 # while the LSTM after it runs faster the more windows it gets at once.  So
 # SincNet runs 8 windows at a time and the LSTM 64: the scores are bit for bit
-# the same as pyannote's (each window is scored on its own), about 20% sooner.
+# the same as pyannote's (each window is scored on its own; tests/test_transcription.py
+# checks), and the VAD runs about 30% sooner on 2 cores (docs/BENCHMARKS.md).
 CPU_VAD_BATCH = 64
 CPU_SINCNET_BATCH = 8
 
