@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import runpy
 from pathlib import Path
@@ -32,9 +34,17 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
 
 
 def _module_settings(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    """The upper-case names a settings file defines (parsed again only when it changes)."""
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
         return {}
-    return {k: v for k, v in runpy.run_path(str(path)).items() if k.isupper()}
+    return copy.deepcopy(_run_module(str(path), stamp)) if path.is_file() else {}
+
+
+@functools.lru_cache(maxsize=8)
+def _run_module(path: str, stamp: int) -> dict[str, Any]:
+    return {k: v for k, v in runpy.run_path(path).items() if k.isupper()}
 
 
 def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 
 from ..config import load_settings
@@ -18,13 +17,8 @@ log = logging.getLogger(__name__)
 _emitters: dict[str, object] = {}
 
 
-@functools.lru_cache(maxsize=1)
-def _configured_url() -> str:
-    return load_settings()["REDIS_URL"]
-
-
 def _emitter():
-    url = os.environ.get("REDIS_URL") or _configured_url()
+    url = load_settings()["REDIS_URL"]
     emitter = _emitters.get(url)
     if emitter is None:
         from flask_socketio import SocketIO
