@@ -26,6 +26,10 @@ WHISPER_BATCH_SIZE = 8
 # CPU threads CTranslate2 may use (0 = all cores).
 WHISPER_THREADS = 0
 
+# Load WHISPER_MODEL in every worker process as it starts (prefork and solo
+# pools, on workers that read the transcribe queue), so no job waits for it.
+PRELOAD_MODEL = True
+
 # Spoken language: an ISO code such as "en", or "auto" to detect it per file.
 # English-only models (*.en) always use "en".
 LANGUAGE = "en"
@@ -62,8 +66,8 @@ RENDER_CRF = 20
 # Paths outside these roots (after resolving symlinks) are rejected.
 STORAGE_ROOTS = ["/mnt"]
 
-# Outputs mirror the source's path under its root:
-#   /mnt/news/2026/clip.mp4 -> OUTPUT_DIR/news/2026/clip.{scc,srt,...}
+# Outputs mirror the source's path, under the name of its root:
+#   /mnt/news/2026/clip.mp4 -> OUTPUT_DIR/mnt/news/2026/clip.{scc,srt,...}
 OUTPUT_DIR = "var/outputs"
 
 # Uploaded files are stored here (and are a storage root of their own).

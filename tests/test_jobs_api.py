@@ -327,9 +327,25 @@ def test_odd_names_silence_and_empty_files_through_the_api(system, client):
 
 def test_model_loads_once_per_worker_process(system):
     """Runs last: many jobs, yet each pool process loaded the model once (a
-    cancel replaces the process, whose successor loads it again)."""
+    cancel replaces the process, whose successor loads it again), and each
+    loaded it as it started, not inside somebody's job."""
     log = (system.root / "worker.log").read_text()
-    loads = [line.split("/", 1)[1].split("]", 1)[0] for line in log.splitlines() if "loading Whisper model" in line]
+
+    def processes(marker):
+        return [line.split("/", 1)[1].split("]", 1)[0] for line in log.splitlines() if marker in line]
+
+    loads = processes("loading Whisper model")
     finished = log.count("core.tasks.transcription.transcribe_video[") // 2
     assert loads and len(loads) == len(set(loads)), loads
     assert finished > 2 * len(loads)
+    assert sorted(processes("loaded ahead of the first job")) == sorted(loads)
+
+
+def test_render_only_worker_does_not_load_the_model():
+    from core.tasks.app import create_celery
+    from core.tasks.warmup import consumes_transcriptions
+
+    app = create_celery()
+    assert consumes_transcriptions(app)
+    app.amqp.queues.select(["render"])
+    assert not consumes_transcriptions(app)

@@ -112,6 +112,13 @@ def load_pipeline(name: str, device: str = "cpu", compute_type: str = "int8", th
         return pipeline
 
 
+def load_configured(name: str, settings: dict):
+    """The pipeline for ``name`` with the device, compute type and threads the settings
+    give: every caller uses this, so the preload and the jobs share one cache entry."""
+    return load_pipeline(name, settings["WHISPER_DEVICE"], settings["WHISPER_COMPUTE_TYPE"],
+                         settings["WHISPER_THREADS"])
+
+
 def _load(name: str, device: str, compute_type: str, threads: int):
     import whisperx
     import whisperx.vads.pyannote  # noqa: F401 - imports Lightning, whose loggers are routed next

@@ -109,8 +109,7 @@ def transcribe_media(info: media.MediaInfo, options: CaptionOptions, report: Pro
     audio = media.load_audio(info)
     timings["decode_audio"] = round(time.monotonic() - t0, 3)
     t0 = time.monotonic()
-    pipeline = models.load_pipeline(options.model, settings["WHISPER_DEVICE"],
-                                    settings["WHISPER_COMPUTE_TYPE"], settings["WHISPER_THREADS"])
+    pipeline = models.load_configured(options.model, settings)
     timings["load_model"] = round(time.monotonic() - t0, 3)
     report("transcribing", 0.0)
     t0 = time.monotonic()

@@ -13,7 +13,7 @@ TRANSCRIBE_QUEUE, RENDER_QUEUE = "transcribe", "render"
 def create_celery(settings: dict | None = None) -> Celery:
     s = settings or load_settings()
     app = Celery("core", broker=s["REDIS_URL"], backend=s["REDIS_URL"],
-                 include=["core.tasks.transcription", "core.tasks.maintenance"])
+                 include=["core.tasks.transcription", "core.tasks.maintenance", "core.tasks.warmup"])
     app.conf.update(
         # A task is acknowledged only when it finished, and requeued if its
         # process dies; one message per process so a long job holds no other.
