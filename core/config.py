@@ -6,6 +6,7 @@ import copy
 import functools
 import os
 import runpy
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,10 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
 def _module_settings(path: Path) -> dict[str, Any]:
     """The upper-case names a settings file defines (parsed again only when it changes)."""
     try:
-        stamp = path.stat().st_mtime_ns
+        st = path.stat()
     except OSError:
         return {}
-    return copy.deepcopy(_run_module(str(path), stamp)) if path.is_file() else {}
+    return copy.deepcopy(_run_module(str(path), st.st_mtime_ns)) if stat.S_ISREG(st.st_mode) else {}
 
 
 @functools.lru_cache(maxsize=8)

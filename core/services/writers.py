@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Sequence
 
 from pycaption import Caption as PyCaption
@@ -30,6 +31,11 @@ def to_caption_set(captions: Sequence[Caption], language: str) -> CaptionSet:
 
 def captions_from_dicts(items: Sequence[dict]) -> list[Caption]:
     return [Caption(float(c["start"]), float(c["end"]), list(c["lines"])) for c in items]
+
+
+def captions_from_json(path: Path) -> list[Caption]:
+    """The captions of a JSON transcript this module wrote (what the render burns)."""
+    return captions_from_dicts(json.loads(Path(path).read_text("utf-8"))["captions"])
 
 
 def transcript_json(transcript: Transcript, captions: Sequence[Caption], schedule: Schedule, **extra) -> str:

@@ -7,7 +7,6 @@ redelivered message never produces a second set of outputs.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from contextlib import contextmanager
@@ -136,7 +135,7 @@ def generate_captioned_video(self, job_id: str) -> dict:
             final = pipeline.output_paths(Path(job.source), Path(job.output_dir))["video"]
             caption_json = Path(job.result["outputs"]["json"])
             try:
-                captions = writers.captions_from_dicts(json.loads(caption_json.read_text("utf-8"))["captions"])
+                captions = writers.captions_from_json(caption_json)
             except (OSError, ValueError, KeyError) as err:
                 raise CaptionError(caption_json, f"caption file is missing or unreadable ({err})") from err
             with pipeline.writing_outputs(Path(job.source), Path(job.output_dir)) as staging:
