@@ -1,7 +1,7 @@
 """The transcription step's speed tuning must not change what WhisperX finds.
 
 On CPU our pipeline scores pyannote's VAD windows in other batch sizes than
-WhisperX does (models.CPU_VAD_BATCH, CPU_SINCNET_BATCH; about 20% faster
+WhisperX does (models.CPU_VAD_BATCH, CPU_SINCNET_BATCH; about 30% faster
 here).  Each window is scored on its own, so the scores, and the speech
 chunks WhisperX decodes, must be exactly the ones its own VAD finds.
 """
