@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.media import make_speech_clip
+from bench.media import NEWS_SCRIPT, make_speech_clip
 from core.embedded import RedisServer, free_port
 from tests.system import wait_for
 
@@ -43,7 +43,10 @@ def media_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("dash")
     news = root / "mnt" / "news"
     news.mkdir(parents=True)
-    for name in ("Evening bulletin.mp4", "Sport update.mp4", "Weather.mp4"):
+    # The bulletin runs 2 min so its job stays active across several inspect polls
+    # (a poll takes about 1 s, every 2 s); the short clips can finish between two.
+    make_speech_clip(news, list(NEWS_SCRIPT) * 4, gap=0.6, lead=0.4, size="320x240", name="Evening bulletin.mp4")
+    for name in ("Sport update.mp4", "Weather.mp4"):
         make_speech_clip(news, SCRIPT, gap=0.6, lead=0.4, size="320x240", name=name)
     big = root / "mnt" / "big"
     big.mkdir()
@@ -112,6 +115,26 @@ def test_job_update_is_pushed_within_a_second(dashboard):
         client.disconnect()
 
 
+def test_a_browser_that_connects_later_gets_a_current_snapshot(dashboard):
+    """Nobody watched for a while, so the poll loop idled: the first queue_update
+    a new browser gets is taken after it connected, not the one cached before."""
+    import socketio
+
+    from core.api.live import FRESH_FOR_NEW_CLIENT
+
+    time.sleep(FRESH_FOR_NEW_CLIENT + 2)
+    first = []
+    client = socketio.Client()
+    client.on("queue_update", lambda data: first.append(data))
+    connected_at = time.time()
+    client.connect(dashboard["url"], transports=["websocket"])
+    try:
+        wait_for(lambda: first, 10, what="a queue_update")
+        assert first[0]["taken_at"] >= connected_at - FRESH_FOR_NEW_CLIENT, connected_at - first[0]["taken_at"]
+    finally:
+        client.disconnect()
+
+
 def test_many_clients_share_one_poll(dashboard):
     import socketio
 
@@ -162,10 +185,13 @@ def test_operator_queues_two_files_and_watches_them_complete(dashboard):
         page.wait_for_selector("#submit-result.ok")
         assert "queued 2 file(s)" in page.inner_text("#submit-result")
         page.click("nav#tabs button[data-tab=queue]")
-        page.wait_for_selector("#q-active tr[data-job] .progress", timeout=90_000)   # live, no reload
+        # Live, no reload: the bulletin shows as running, with its progress.
+        page.wait_for_selector("#q-active tr[data-job]:has-text('Evening bulletin') .progress", timeout=90_000)
+        assert "Weather" not in page.inner_text("#q-active")  # finished before: not shown as running
         page.screenshot(path=str(shots / "queue.png"))
         page.click("nav#tabs button[data-tab=jobs]")
-        page.locator("#job-rows .s-completed").nth(1).wait_for(timeout=240_000)
+        for name in ("Evening bulletin", "Sport update"):
+            page.locator(f"#job-rows tr[data-job]:has-text('{name}') .s-completed").wait_for(timeout=240_000)
         page.click("#job-rows tr[data-job]:has-text('Evening bulletin')")
         video = page.wait_for_selector("#job-detail video.preview")
         duration = wait_for(lambda: (lambda d: d if d and d == d else None)(

@@ -245,6 +245,31 @@ def test_queue_and_health_report_workers_and_jobs(system, client):
     client.post(f"/api/jobs/{job_id}/cancel")
 
 
+def test_job_that_finished_during_the_inspect_window_is_not_shown_running(system, client):
+    """Workers reply to inspect at once; the job store is read after the reply
+    window.  A job finished in between is gone from active and reserved."""
+    from types import SimpleNamespace
+
+    from core.services import queue_inspect
+
+    done = submit(client, [system.storage / "news" / "one.mp4"], options={"burn_in": False},
+                  force=True).get_json()["queued"][0]["job_id"]
+    assert wait_finished(client, done)["status"] == "completed"
+    running = submit(client, [system.storage / "news" / "long.mp4"], force=True).get_json()["queued"][0]["job_id"]
+    task = lambda job_id: {"id": f"task-{job_id}", "name": "core.tasks.transcription.transcribe_video",  # noqa: E731
+                           "args": [job_id], "delivery_info": {"routing_key": "transcribe"}}
+    replies = {"active": {"w@host": [task(done), task(running)]}, "reserved": {"w@host": [task(done)]},
+               "scheduled": {}, "stats": {}, "active_queues": {}}
+    inspect = SimpleNamespace(**{name: (lambda r=r: r) for name, r in replies.items()})
+    app = SimpleNamespace(control=SimpleNamespace(inspect=lambda timeout: inspect))
+    with system.app.app_context():
+        snap = queue_inspect.snapshot(app)
+    assert [t["job_id"] for t in snap["active"]] == [running] and snap["reserved"] == []
+    assert snap["active"][0]["file"].endswith("long.mp4")
+    client.post(f"/api/jobs/{running}/cancel")
+    wait_finished(client, running)
+
+
 def test_upload_is_probed_and_size_limited(system, client, tmp_path):
     clip = make_speech_clip(tmp_path, SHORT, gap=0.5, lead=0.5, size="320x240", name="up load.mp4")
     resp = client.post("/api/transcribe", data={"file": (open(clip.path, "rb"), "up load.mp4"),

@@ -19,6 +19,7 @@ from ..services import queue_inspect
 log = logging.getLogger(__name__)
 socketio = SocketIO()
 QUEUE_INTERVAL = 2.0
+FRESH_FOR_NEW_CLIENT = QUEUE_INTERVAL + 2.0  # one loop period (interval plus the ~1 s poll), with slack
 
 
 class QueueMonitor:
@@ -58,9 +59,10 @@ class QueueMonitor:
         self.last_snapshot, self.taken_at = snapshot, time.monotonic()
         return snapshot
 
-    def current(self, max_age: float = 2 * QUEUE_INTERVAL + 1.5) -> dict:
-        self.last_demand = time.monotonic()
-        self.ensure_loop()
+    def current(self, max_age: float = 2 * QUEUE_INTERVAL + 1.5, api_demand: bool = True) -> dict:
+        if api_demand:
+            self.last_demand = time.monotonic()
+            self.ensure_loop()
         if self.fresh(max_age):
             return self.last_snapshot
         with self.refresh_lock:  # single flight: one inspect for everyone waiting
@@ -101,9 +103,22 @@ def on_connect(auth=None):
     with watchers.lock:
         watchers.count += 1
     watchers.ensure_loop()
-    if watchers.last_snapshot is not None:
+    # The loop idles while nobody watches, so the cached snapshot may be old: a
+    # browser that connects is sent only a current one.
+    if watchers.fresh(FRESH_FOR_NEW_CLIENT):
         socketio.emit("queue_update", watchers.last_snapshot, to=request.sid)
+    else:
+        socketio.start_background_task(_send_current, current_app._get_current_object(), request.sid)
     return None
+
+
+def _send_current(app, sid: str) -> None:
+    try:
+        with app.app_context():
+            snapshot = watchers.current(max_age=FRESH_FOR_NEW_CLIENT, api_demand=False)
+        socketio.emit("queue_update", snapshot, to=sid)
+    except Exception:  # noqa: BLE001 - the loop sends the next one anyway
+        log.warning("queue snapshot for a new client failed", exc_info=True)
 
 
 @socketio.on("disconnect")
@@ -114,7 +129,7 @@ def on_disconnect(*_):
 
 @socketio.on("refresh")
 def on_refresh(*_):
-    if watchers.last_snapshot is not None:
+    if watchers.fresh(FRESH_FOR_NEW_CLIENT):
         socketio.emit("queue_update", watchers.last_snapshot, to=request.sid)
 
 

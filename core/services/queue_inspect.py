@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from ..db import FINISHED
 from . import jobs
 
 
@@ -40,7 +41,7 @@ def _flatten(kind: str, replies: dict | None) -> list[dict]:
 
 def snapshot(app, timeout: float = 1.0) -> dict:
     """One broadcast of each inspect call, joined to the job store."""
-    started = time.monotonic()
+    started, taken_at = time.monotonic(), time.time()
     inspect = app.control.inspect(timeout=timeout)
     # Each call waits out the timeout for late replies; run them side by side.
     with ThreadPoolExecutor(max_workers=5) as pool:
@@ -51,13 +52,16 @@ def snapshot(app, timeout: float = 1.0) -> dict:
     rows = {kind: _flatten(kind, replies) for kind, replies in
             (("active", active), ("reserved", reserved), ("scheduled", scheduled))}
     known = jobs.jobs_by_ids([r["job_id"] for kind in rows.values() for r in kind if r["job_id"]])
-    for kind in rows.values():
-        for row in kind:
+    for kind, kind_rows in rows.items():
+        for row in kind_rows:
             job = known.get(row["job_id"])
             row["job"] = job
             if job:
                 row.update(file=job["source"], stage=job["stage"], progress=job["progress"],
                            status=job["status"], estimated_completion=job["estimated_completion"])
+        # The job store is read after the reply window: a job that finished meanwhile
+        # is no longer running or waiting, whatever the worker said a second ago.
+        rows[kind] = [r for r in kind_rows if r.get("status") not in FINISHED]
     names = set(stats) | set(queues) | {w for replies in (active, reserved, scheduled) for w in (replies or {})}
     workers = []
     for name in sorted(names):
@@ -77,4 +81,4 @@ def snapshot(app, timeout: float = 1.0) -> dict:
     taken = {r["job_id"] for kind in rows.values() for r in kind}
     waiting = [j for j in jobs.next_waiting(100) if j["job_id"] not in taken]
     return {**rows, "waiting": waiting[:50], "workers": workers, "counts": jobs.counts(),
-            "inspect_ms": round((time.monotonic() - started) * 1000, 1)}
+            "taken_at": taken_at, "inspect_ms": round((time.monotonic() - started) * 1000, 1)}
