@@ -85,7 +85,7 @@ class RedisServer:
         self.proc = None
 
 
-def _pid_running(pidfile: Path | None, marker: str) -> int | None:
+def pid_running(pidfile: Path | None, marker: str) -> int | None:
     """The pid in ``pidfile`` if that process is alive and its command line has ``marker``."""
     try:
         pid = int(Path(pidfile).read_text().strip())
@@ -112,7 +112,7 @@ class Worker:
         self.adopted = False
 
     def start(self) -> "Worker":
-        existing = _pid_running(self.pidfile, "celery")
+        existing = pid_running(self.pidfile, "celery")
         if existing:
             self.proc, self.pid, self.adopted = None, existing, True
             return self

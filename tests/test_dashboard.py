@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.media import NEWS_SCRIPT, make_speech_clip
-from core.embedded import RedisServer, free_port
+from core.embedded import RedisServer, free_port, pid_running
 from tests.system import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,10 +72,23 @@ def dashboard(request, media_root, tmp_path_factory):
         wait_for(lambda: _health(url), 120, interval=1, what="the dashboard and its worker")
         yield {"url": url, "proc": proc, "mode": request.param, "root": media_root, "tmp": tmp}
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_dashboard(proc, tmp / "var" / "run" / "worker.pid")
         redis.stop()
         print((tmp / "dashboard.log").read_text()[-3000:])
+
+
+def _stop_dashboard(proc: subprocess.Popen, worker_pidfile: Path) -> None:
+    """Ctrl-C as an operator would; if that hangs (or a test ended early), kill the
+    dashboard and its worker, which runs in its own session so it outlives a crash."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    left = pid_running(worker_pidfile, "celery")  # None once it stopped with the dashboard
+    if left:
+        os.killpg(left, signal.SIGKILL)
 
 
 def _health(url):
