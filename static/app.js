@@ -175,10 +175,13 @@ socket.on("job_update", job => {
   state.jobs.set(job.job_id, job);
   for (const row of $$(`[data-job="${job.job_id}"]`)) updateJobRow(row, job);
   if (state.jobDetail === job.job_id) showJob(job.job_id);
-  if (state.lastQueue && ["completed", "failed", "cancelled"].includes(job.status)) scheduleQueueRefresh();
+  // The job record is the truth: a finished job leaves the queue tables now, not at the next poll.
+  if (state.lastQueue && ["completed", "failed", "cancelled"].includes(job.status)) {
+    for (const kind of ["active", "reserved", "scheduled", "waiting"])
+      state.lastQueue[kind] = (state.lastQueue[kind] || []).filter(t => t.job_id !== job.job_id);
+    renderQueue(state.lastQueue);
+  }
 });
-let refreshTimer;
-function scheduleQueueRefresh() { clearTimeout(refreshTimer); refreshTimer = setTimeout(() => socket.emit("refresh"), 300); }
 
 function flash(text) {
   const n = h("div", { class: "flash" }, text);

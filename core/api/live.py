@@ -59,10 +59,14 @@ class QueueMonitor:
         self.last_snapshot, self.taken_at = snapshot, time.monotonic()
         return snapshot
 
-    def current(self, max_age: float = 2 * QUEUE_INTERVAL + 1.5, api_demand: bool = True) -> dict:
-        if api_demand:
-            self.last_demand = time.monotonic()
-            self.ensure_loop()
+    def current(self, max_age: float = 2 * QUEUE_INTERVAL + 1.5) -> dict:
+        """For the REST API: keeps the loop polling for a minute after the request."""
+        self.last_demand = time.monotonic()
+        self.ensure_loop()
+        return self.recent(max_age)
+
+    def recent(self, max_age: float) -> dict:
+        """The cached snapshot if younger than ``max_age``, else a new one."""
         if self.fresh(max_age):
             return self.last_snapshot
         with self.refresh_lock:  # single flight: one inspect for everyone waiting
@@ -115,7 +119,7 @@ def on_connect(auth=None):
 def _send_current(app, sid: str) -> None:
     try:
         with app.app_context():
-            snapshot = watchers.current(max_age=FRESH_FOR_NEW_CLIENT, api_demand=False)
+            snapshot = watchers.recent(FRESH_FOR_NEW_CLIENT)
         socketio.emit("queue_update", snapshot, to=sid)
     except Exception:  # noqa: BLE001 - the loop sends the next one anyway
         log.warning("queue snapshot for a new client failed", exc_info=True)
@@ -125,12 +129,6 @@ def _send_current(app, sid: str) -> None:
 def on_disconnect(*_):
     with watchers.lock:
         watchers.count = max(0, watchers.count - 1)
-
-
-@socketio.on("refresh")
-def on_refresh(*_):
-    if watchers.fresh(FRESH_FOR_NEW_CLIENT):
-        socketio.emit("queue_update", watchers.last_snapshot, to=request.sid)
 
 
 def _queue_loop(app) -> None:
