@@ -66,9 +66,22 @@ RENDER_CRF = 20
 # Paths outside these roots (after resolving symlinks) are rejected.
 STORAGE_ROOTS = ["/mnt"]
 
-# Outputs mirror the source's path, under the name of its root:
-#   /mnt/news/2026/clip.mp4 -> OUTPUT_DIR/mnt/news/2026/clip.{scc,srt,...}
+# Outputs mirror the source's folder, under the name of its root, and are
+# named after the whole source name:
+#   /mnt/news/2026/clip.mp4 -> OUTPUT_DIR/mnt/news/2026/clip.mp4.{scc,srt,vtt,dfxp,json}
+#                              and clip.mp4.captioned.mp4
+# A second job on the same file writes clip.mp4.2.scc ... (the first job's
+# files stay as they are).
 OUTPUT_DIR = "var/outputs"
+
+# An output name taken by a file the job did not write is never overwritten:
+# "rename" takes the next free name (clip.mp4.2.scc), "fail" fails the job.
+OUTPUT_CONFLICT = "rename"
+
+# A source whose size or modification time changed within this many seconds
+# is still being written: its job waits ("waiting for the file to settle")
+# and then captions the whole file.
+SETTLE_SECONDS = 10
 
 # Uploaded files are stored here (and are a storage root of their own).
 UPLOAD_DIR = "var/uploads"

@@ -138,10 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)  # also when started in the background, where SIGINT is ignored
     from core.api import create_app
-    from core.api.live import init_socketio
+    from core.api.live import socketio
 
-    app = create_app(settings)
-    socketio = init_socketio(app, settings, async_mode=args.async_mode)
+    app = create_app(settings, socketio_mode=args.async_mode)
     log.info("dashboard on http://%s:%s (Socket.IO %s)", args.host, args.port, socketio.async_mode)
     try:
         socketio.run(app, host=args.host, port=args.port, use_reloader=False, log_output=False,

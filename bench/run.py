@@ -446,11 +446,14 @@ def section_dashboard(tmp: Path, quick: bool) -> None:
         (big / f"clip_{i:05d}.mp4").touch()
     os.environ.update({"STORAGE_ROOTS": str(tmp / "mnt"), "DATABASE_URL": f"sqlite:///{tmp / 'dash.db'}",
                        "OUTPUT_DIR": str(tmp / "dash-out")})
+    from core import db
     from core.config import load_settings
     from core.db import Job, get_engine, new_id, utcnow
-    from core.services import browser, jobs
+    from core.jobs import queries
+    from core.services import browser
 
     settings = load_settings()
+    db.configure(settings)
     listing = []
     for _ in range(5):
         t0 = time.perf_counter()
@@ -466,12 +469,12 @@ def section_dashboard(tmp: Path, quick: bool) -> None:
     pages = []
     for page in (1, 50, 150):
         t0 = time.perf_counter()
-        jobs.list_jobs(page=page, page_size=50)
+        queries.list_jobs(page=page, page_size=50)
         pages.append((time.perf_counter() - t0) * 1000)
     filtered = []
     for _ in range(3):
         t0 = time.perf_counter()
-        jobs.list_jobs(status="failed", q="clip_09", page=1, page_size=50)
+        queries.list_jobs(status="failed", q="clip_09", page=1, page_size=50)
         filtered.append((time.perf_counter() - t0) * 1000)
     FIGURES["dashboard"] = {"folder_10000_listing_ms": round(statistics.median(listing), 1),
                             "jobs_page_over_10000_ms": round(statistics.median(pages), 1),
@@ -486,20 +489,21 @@ def section_inspect(tmp: Path, quick: bool) -> None:
     from core.embedded import RedisServer, Worker, wait_for_worker
 
     redis = RedisServer(tmp / "insp-redis", persist=False).start()
-    os.environ["REDIS_URL"] = redis.url
-    import core.tasks
+    from core.celery_app import create_celery
     from core.config import load_settings
+    from core.queue import QueueClient
     from core.services import queue_inspect
-    from core.tasks.app import create_celery
 
-    core.tasks.celery = app = create_celery(load_settings())
+    settings = {**load_settings(), "REDIS_URL": redis.url}
+    app = create_celery(settings, include_tasks=False)
+    queue = QueueClient(app, settings)
     worker = Worker({"REDIS_URL": redis.url}, tmp / "insp-worker.log").start()
     try:
         wait_for_worker(app)
         costs = []
         for _ in range(5):
             t0 = time.perf_counter()
-            queue_inspect.snapshot(app, timeout=1.0)
+            queue_inspect.snapshot(queue, timeout=1.0)
             costs.append((time.perf_counter() - t0) * 1000)
     finally:
         worker.stop()

@@ -23,16 +23,8 @@ def _caption(args: argparse.Namespace) -> int:
 
     options = CaptionOptions(model=args.model or "", language=args.language or "",
                              burn_in=not args.no_burn_in, rows=args.rows)
-    stems: dict[str, str] = {}
     failures = 0
     for video in args.videos:
-        stem = Path(video).stem
-        if stem in stems:
-            print(json.dumps({"source": video, "error": f"{video}: same name as {stems[stem]}; "
-                              "outputs would collide in --out"}), flush=True)
-            failures += 1
-            continue
-        stems[stem] = video
         try:
             result = caption_file(video, args.out, options)
         except CaptionError as err:
@@ -49,11 +41,19 @@ def _caption(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _queue():
+    from .celery_app import create_celery
+    from .config import process_settings
+    from .queue import QueueClient
+
+    return QueueClient(create_celery(process_settings(), include_tasks=False), process_settings())
+
+
 def _check(args: argparse.Namespace) -> int:
-    from .config import load_settings
+    from .config import process_settings
     from .services.checks import run_checks
 
-    results = run_checks(load_settings())
+    results = run_checks(process_settings(), _queue())
     for check in results:
         print(f"{'OK  ' if check.ok else 'FAIL'} {check.name:9} {check.detail}")
         if not check.ok and check.fix:
@@ -64,10 +64,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
-    from .services.jobs import purge_waiting
-    from .tasks import celery
+    from .jobs.actions import purge_waiting
 
-    result = purge_waiting(celery)
+    result = purge_waiting(_queue())
     print(json.dumps(result))
     return 0
 

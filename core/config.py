@@ -60,6 +60,12 @@ def load_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return settings
 
 
+@functools.lru_cache(maxsize=1)
+def process_settings() -> dict[str, Any]:
+    """Settings read once per process (workers, the CLI); the dashboard passes its own down."""
+    return load_settings()
+
+
 def project_path(value: str | os.PathLike) -> Path:
     """Resolve a configured path relative to the project root."""
     path = Path(value).expanduser()

@@ -11,15 +11,12 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterator
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from .config import load_settings, project_path
-
-PENDING, PROCESSING, COMPLETED, FAILED, CANCELLED = "pending", "processing", "completed", "failed", "cancelled"
-STATUSES = (PENDING, PROCESSING, COMPLETED, FAILED, CANCELLED)
-FINISHED = (COMPLETED, FAILED, CANCELLED)
+from .config import process_settings, project_path
+from .jobs.states import PENDING
 
 
 def utcnow() -> datetime:
@@ -65,13 +62,15 @@ class Job(Base):
     result: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
-    stage_started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Device, inode, size and mtime of the source when it was queued: the worker refuses a swapped file.
+    source_stat: Mapped[dict | None] = mapped_column(JSON)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime)
     batch: Mapped[Batch | None] = relationship(back_populates="jobs")
 
 
 _engines: dict[str, Engine] = {}
+_configured_url: str | None = None
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -83,7 +82,7 @@ def _sqlite_pragmas(dbapi_conn, _record):
 
 
 def database_url(settings: dict | None = None) -> str:
-    url = (settings or load_settings())["DATABASE_URL"]
+    url = (settings or process_settings())["DATABASE_URL"]
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         path = project_path(url[len("sqlite:///"):])  # relative to the project, not the cwd
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,8 +90,25 @@ def database_url(settings: dict | None = None) -> str:
     return url
 
 
+def configure(settings: dict) -> str:
+    """Make ``settings``' database this process's default (the app factory and the worker call it)."""
+    global _configured_url
+    _configured_url = database_url(settings)
+    return _configured_url
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """A database made by an earlier version gains the columns added since (new columns are nullable)."""
+    existing = {c["name"] for c in inspect(engine).get_columns(Job.__tablename__)}
+    with engine.begin() as conn:
+        for column in Job.__table__.columns:
+            if column.name not in existing:
+                kind = column.type.compile(engine.dialect)
+                conn.execute(text(f"ALTER TABLE {Job.__tablename__} ADD COLUMN {column.name} {kind}"))
+
+
 def get_engine(url: str | None = None) -> Engine:
-    url = url or database_url()
+    url = url or _configured_url or database_url()
     engine = _engines.get(url)
     if engine is None:
         if url.startswith("sqlite"):
@@ -101,6 +117,7 @@ def get_engine(url: str | None = None) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True)
         Base.metadata.create_all(engine)
+        _add_missing_columns(engine)
         _engines[url] = engine
     return engine
 

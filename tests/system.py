@@ -42,18 +42,15 @@ def start_system(tmp: Path, beat: bool = False, extra_env: dict | None = None, p
         "UPLOAD_DIR": str(tmp / "var" / "uploads"),
         "HEARTBEAT_SECONDS": "2",
         "STALE_JOB_SECONDS": "10",
+        "SETTLE_SECONDS": "0",      # test clips are written just before they are queued
         **(extra_env or {}),
     }
-    # The Celery app and settings are read from the environment at import time.
-    os.environ.update(env)
-    import core.tasks
     from core.api import create_app
     from core.config import load_settings
-    from core.tasks.app import create_celery
 
-    settings = load_settings()
-    # A fresh app: one made for an earlier system keeps pooled connections to its Redis.
-    core.tasks.celery = celery = create_celery(settings)
+    settings = load_settings({**os.environ, **env})
+    app = create_app(settings)   # its own Celery app and queue client on this system's Redis
+    celery = app.extensions["celery"]
     worker = Worker(env, tmp / "worker.log", beat=beat).start()
     try:
         wait_for_worker(celery, timeout=90)
@@ -61,7 +58,6 @@ def start_system(tmp: Path, beat: bool = False, extra_env: dict | None = None, p
         worker.stop()
         redis.stop()
         raise
-    app = create_app(settings)
     return System(tmp, storage, outputs, env, redis, worker, settings, app, celery)
 
 

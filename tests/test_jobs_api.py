@@ -367,10 +367,11 @@ def test_model_loads_once_per_worker_process(system):
 
 
 def test_render_only_worker_does_not_load_the_model():
-    from core.tasks.app import create_celery
+    from core.celery_app import create_celery
+    from core.config import load_settings
     from core.tasks.warmup import consumes_transcriptions
 
-    app = create_celery()
+    app = create_celery(load_settings())
     assert consumes_transcriptions(app)
     app.amqp.queues.select(["render"])
     assert not consumes_transcriptions(app)

@@ -1,4 +1,4 @@
-"""Flask application factory: the REST API (and, later, the dashboard pages)."""
+"""Flask application factory: the REST API, the dashboard page, Celery and Socket.IO wiring."""
 
 from __future__ import annotations
 
@@ -10,14 +10,26 @@ from urllib.parse import urlsplit
 from flask import Flask, jsonify, request, session
 from werkzeug.exceptions import HTTPException
 
+from .. import db, events
+from ..celery_app import celery_init_app
 from ..config import PROJECT_ROOT, load_settings
+from ..jobs.errors import JobError, RejectedBatch
+from ..queue import QueueClient
+from ..services.errors import CaptionError
+from . import browse, jobs, live, pages, system
 
 
 mimetypes.add_type("text/vtt", ".vtt")
 
 
-def create_app(settings: dict | None = None) -> Flask:
+def create_app(settings: dict | None = None, queue: QueueClient | None = None,
+               socketio_mode: str | None = None) -> Flask:
+    """The dashboard app.  ``queue``: a stand-in for Celery (tests); default, a client on REDIS_URL.
+    ``socketio_mode`` ("eventlet" or "threading") serves Socket.IO on the same Redis."""
     settings = settings or load_settings()
+    db.configure(settings)
+    if queue is None:  # tests with a queue fake set their own event sink
+        events.configure(settings["REDIS_URL"])
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "core" / "templates"),
                 static_folder=str(PROJECT_ROOT / "static"))
     app.config["CAPTION_SETTINGS"] = settings
@@ -27,15 +39,14 @@ def create_app(settings: dict | None = None) -> Flask:
     app.secret_key = settings.get("SECRET_KEY") or os.urandom(32)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
 
-    from .browse import bp as browse_bp
-    from .jobs import bp as jobs_bp
-    from .pages import bp as pages_bp
-    from .system import bp as system_bp
+    celery_init_app(app, settings, queue)
+    if socketio_mode:
+        live.init_socketio(app, settings, async_mode=socketio_mode)
 
-    app.register_blueprint(jobs_bp, url_prefix="/api")
-    app.register_blueprint(system_bp, url_prefix="/api")
-    app.register_blueprint(browse_bp, url_prefix="/api")
-    app.register_blueprint(pages_bp)
+    app.register_blueprint(jobs.bp, url_prefix="/api")
+    app.register_blueprint(system.bp, url_prefix="/api")
+    app.register_blueprint(browse.bp, url_prefix="/api")
+    app.register_blueprint(pages.bp)
 
     @app.before_request
     def same_origin_only():
@@ -65,9 +76,6 @@ def create_app(settings: dict | None = None) -> Flask:
         resp.headers.setdefault("Content-Security-Policy", "default-src 'self'; media-src 'self' blob:; "
                                 "img-src 'self' data:; style-src 'self'; connect-src 'self' ws: wss:")
         return resp
-
-    from ..services.errors import CaptionError
-    from ..services.jobs import JobError, RejectedBatch
 
     @app.errorhandler(JobError)
     def job_error(err: JobError):

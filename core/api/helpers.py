@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from ..services.jobs import JobError
+from ..jobs.errors import JobError
+from ..queue import QueueClient
 
 
 def settings() -> dict:
     return current_app.config["CAPTION_SETTINGS"]
+
+
+def queue() -> QueueClient:
+    return current_app.extensions["queue"]
 
 
 def int_arg(name: str, default: int, low: int = 1, high: int = 10**9) -> int:
@@ -16,6 +21,6 @@ def int_arg(name: str, default: int, low: int = 1, high: int = 10**9) -> int:
     raw = request.args.get(name, "")
     if not raw:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise JobError(f"{name} must be an integer from {low} to {high}")
     return int(raw)

@@ -9,18 +9,19 @@ from flask import Blueprint, jsonify, request, send_file, url_for
 from werkzeug.utils import secure_filename
 
 from ..config import project_path
-from ..services import jobs
-from .helpers import int_arg, settings
+from ..jobs import actions, queries, submission
+from ..jobs.errors import JobError
+from .helpers import int_arg, queue, settings
 
 bp = Blueprint("jobs", __name__)
 
 
 def _json_body() -> dict:
     if not request.is_json:
-        raise jobs.JobError("send a JSON body with Content-Type: application/json", 415)
+        raise JobError("send a JSON body with Content-Type: application/json", 415)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise jobs.JobError("request body is not a valid JSON object", 400)
+        raise JobError("request body is not a valid JSON object", 400)
     return body
 
 
@@ -29,9 +30,9 @@ def submit_batch():
     body = _json_body()
     force = body.get("force", False)
     if not isinstance(force, bool):
-        raise jobs.JobError("force must be true or false")
-    result = jobs.submit_batch(body.get("paths"), body.get("options"), settings(),
-                               priority=body.get("priority"), force=force)
+        raise JobError("force must be true or false")
+    result = submission.submit_batch(body.get("paths"), body.get("options"), settings(), queue(),
+                                     priority=body.get("priority"), force=force)
     return jsonify(result), 202
 
 
@@ -39,22 +40,22 @@ def submit_batch():
 def upload():
     file = request.files.get("file")
     if file is None or not file.filename:
-        raise jobs.JobError("send the video as multipart form field 'file'")
+        raise JobError("send the video as multipart form field 'file'")
     form = request.form
     options = {k: form[k] for k in ("model", "language") if form.get(k)}
     if "burn_in" in form:
         options["burn_in"] = form["burn_in"].strip().lower() in ("1", "true", "yes", "on")
     if "rows" in form:
         if not form["rows"].isdigit():
-            raise jobs.JobError("rows must be an integer")
+            raise JobError("rows must be an integer")
         options["rows"] = int(form["rows"])
     name = secure_filename(file.filename) or "upload"
     folder = project_path(settings()["UPLOAD_DIR"]) / datetime.now(timezone.utc).strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.uuid4().hex[:8]}-{name}"
     file.save(path)
-    created = jobs.submit_upload(path, options, settings(), priority=form.get("priority"))
-    job = jobs.job_dict_by_id(created["job_id"])
+    created = submission.submit_upload(path, options, settings(), queue(), priority=form.get("priority"))
+    job = queries.job_dict_by_id(created["job_id"])
     return jsonify({
         "job_id": created["job_id"],
         "status": "pending",
@@ -66,40 +67,40 @@ def upload():
 
 @bp.get("/status/<job_id>")
 def status(job_id: str):
-    return jsonify(jobs.job_dict_by_id(job_id))
+    return jsonify(queries.job_dict_by_id(job_id))
 
 
 @bp.get("/jobs")
 def list_jobs():
     args = request.args
-    return jsonify(jobs.list_jobs(status=args.get("status") or None, batch_id=args.get("batch_id") or None,
+    return jsonify(queries.list_jobs(status=args.get("status") or None, batch_id=args.get("batch_id") or None,
                                   q=args.get("q") or None, page=int_arg("page", 1),
                                   page_size=int_arg("page_size", 50, 1, 500)))
 
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str):
-    return jsonify(jobs.cancel(job_id))
+    return jsonify(actions.cancel(job_id, queue()))
 
 
 @bp.post("/jobs/<job_id>/retry")
 def retry(job_id: str):
-    return jsonify(jobs.retry(job_id)), 202
+    return jsonify(actions.retry(job_id, queue())), 202
 
 
 @bp.delete("/jobs/<job_id>")
 def delete(job_id: str):
     outputs = request.args.get("outputs", "").lower() in ("1", "true", "yes")
-    return jsonify(jobs.delete(job_id, outputs=outputs))
+    return jsonify(actions.delete(job_id, queue(), outputs=outputs))
 
 
 @bp.get("/jobs/<job_id>/outputs/<kind>")
 def download(job_id: str, kind: str):
-    path = jobs.output_file(job_id, kind)
+    path = actions.output_file(job_id, kind)
     return send_file(path, as_attachment=request.args.get("inline") is None, download_name=path.name,
                      conditional=True)
 
 
 @bp.get("/batches/<batch_id>")
 def batch(batch_id: str):
-    return jsonify(jobs.batch_dict(batch_id))
+    return jsonify(queries.batch_dict(batch_id))

@@ -53,9 +53,7 @@ class QueueMonitor:
             return self._refresh_locked()
 
     def _refresh_locked(self) -> dict:
-        from ..tasks import celery
-
-        snapshot = queue_inspect.snapshot(celery, timeout=1.0)
+        snapshot = queue_inspect.snapshot(current_app.extensions["queue"], timeout=1.0)
         self.last_snapshot, self.taken_at = snapshot, time.monotonic()
         return snapshot
 

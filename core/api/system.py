@@ -6,6 +6,10 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from ..db import get_engine
+from ..jobs import queries
+from ..queue import INSPECT_METHODS
+from .helpers import queue
+from .live import monitor
 
 bp = Blueprint("system", __name__)
 
@@ -13,18 +17,14 @@ bp = Blueprint("system", __name__)
 @bp.get("/queue")
 def queue():
     """The latest inspect snapshot (at most a few seconds old) joined to fresh job counts."""
-    from ..services.jobs import counts
-    from .live import monitor
-
     snapshot = dict(monitor.current())
-    snapshot["counts"] = counts()
+    snapshot["counts"] = queries.counts()
     return jsonify(snapshot)
 
 
 @bp.get("/health")
 def health():
-    from ..tasks import celery
-
+    celery = queue().celery
     report = {}
     try:
         with celery.connection_for_write() as conn:
@@ -41,22 +41,16 @@ def health():
         report["database"] = {"ok": False, "error": str(err)}
     workers = {}
     if report["redis"]["ok"]:
-        workers = celery.control.inspect(timeout=1.0).ping() or {}
+        workers = queue().inspect("ping") or {}
     report["workers"] = {"ok": bool(workers), "count": len(workers), "names": sorted(workers)}
     healthy = all(part["ok"] for part in report.values())
     return jsonify({"status": "ok" if healthy else "degraded", **report}), 200 if healthy else 503
 
 
-INSPECT_METHODS = ("ping", "stats", "registered", "active_queues", "active", "reserved", "scheduled", "revoked",
-                   "conf")
-
-
 @bp.get("/inspect/<method>")
 def inspect(method: str):
     """Raw Celery inspect replies, as `celery -A core.tasks inspect <method>` prints them."""
-    from ..tasks import celery
-
     if method not in INSPECT_METHODS:
         return jsonify(error=f"unknown inspect method; use one of {', '.join(INSPECT_METHODS)}"), 404
-    replies = getattr(celery.control.inspect(timeout=1.0), method)() or {}
+    replies = queue().inspect(method) or {}
     return jsonify({"method": method, "command": f"celery -A core.tasks inspect {method}", "replies": replies})

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from ..db import COMPLETED, FAILED, Job, session_scope, utcnow
+from ..db import Job, session_scope, utcnow
+from ..jobs.states import COMPLETED, FAILED
 
 
 def _reason(error: str) -> str:

@@ -1,7 +1,7 @@
 """Browse the storage roots: folders first, sort, filter, server-side pages.
 
 A folder of 10,000 files lists in one scandir pass; only the visible page is
-checked for existing captions, and durations are probed on request for the
+joined to the job store for existing captions (by the route), and durations are probed on request for the
 rows a browser shows (cached by path, size and mtime).
 """
 
@@ -15,7 +15,6 @@ from pathlib import Path
 
 from . import media, storage
 from .errors import CaptionError, InputError
-from .pipeline import output_paths
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mxf", ".mkv", ".avi", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".m4v",
                     ".webm", ".wmv", ".flv", ".3gp", ".wav", ".mp3", ".m4a", ".aac", ".flac"}
@@ -69,11 +68,8 @@ def listing(raw: str, settings: dict, *, sort: str = "name", order: str = "asc",
     items = folders + files
     start = (page - 1) * page_size
     visible = items[start:start + page_size]
-    out_root = None
     for item in visible:
         if item["is_video"]:
-            out_root = out_root or storage.output_dir_for(Path(item["path"]), settings)
-            item["captioned"] = output_paths(Path(item["path"]), out_root)["scc"].is_file()
             item["duration"] = _cached_duration(item)
     crumbs, here = [], folder
     while True:

@@ -72,7 +72,7 @@ def burn_in(media: MediaInfo, ass_path: Path, output: Path, *, preset: str = "ve
     Runs ffmpeg without a shell and reports progress from ``-progress``.
     """
     if not media.has_video:
-        raise ProcessingError(media.path, "has no video stream to burn captions into (use --no-burn-in)")
+        raise ProcessingError(media.shown, "has no video stream to burn captions into (use --no-burn-in)")
     source = ffmpeg.input(ffmpeg_url(media.path))
     video = source.video.filter("subtitles", filename=str(ass_path), charenc="UTF-8")
     if media.width % 2 or media.height % 2:  # yuv420p needs even dimensions
@@ -103,7 +103,7 @@ def burn_in(media: MediaInfo, ass_path: Path, output: Path, *, preset: str = "ve
     drain.join(timeout=5)
     if code != 0:
         detail = next((e for e in reversed(errors) if e), f"exit code {code}")
-        raise ProcessingError(media.path, f"ffmpeg burn-in failed: {detail}")
+        raise ProcessingError(media.shown, f"ffmpeg burn-in failed: {detail}")
     if progress:
         progress(1.0)
     return {"audio": "copied" if copy_audio else f"{media.audio_codec} encoded to aac",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import project_path
+from ..queue import REAPER_LAST_RUN_KEY, QueueClient
 
 
 @dataclass
@@ -29,12 +32,10 @@ def _redis(settings) -> Check:
                  "start redis-server, or set REDIS_URL; `python start_dashboard.py` starts one for you")
 
 
-def _workers(settings, redis_ok: bool) -> Check:
+def _workers(queue: QueueClient, redis_ok: bool) -> Check:
     if not redis_ok:
         return Check("workers", False, "not checked: Redis is unreachable")
-    from ..tasks import celery
-
-    queues = celery.control.inspect(timeout=2.0).active_queues() or {}
+    queues = queue.inspect("active_queues", timeout=2.0) or {}
     if not queues:
         return Check("workers", False, "no Celery worker answered",
                      "start one: celery -A core.tasks worker -l info (consumes both queues)")
@@ -103,6 +104,25 @@ def _storage(settings) -> Check:
     return Check("storage", True, f"roots {', '.join(settings['STORAGE_ROOTS'])}; outputs {out}")
 
 
-def run_checks(settings: dict) -> list[Check]:
+def _recovery(settings, redis_ok: bool) -> Check:
+    """Whether a reaper (every worker runs one on a timer; beat may too) has run lately."""
+    if not redis_ok:
+        return Check("recovery", False, "not checked: Redis is unreachable")
+    import redis
+
+    raw = redis.Redis.from_url(settings["REDIS_URL"], socket_timeout=2).get(REAPER_LAST_RUN_KEY)
+    limit = 3 * settings["REAPER_INTERVAL"] + 30
+    if raw:
+        last = json.loads(raw)
+        age = time.time() - last["at"]
+        if age < limit:
+            return Check("recovery", True, f"lost-job recovery active: the reaper ran {age:.0f} s ago "
+                                           f"(by {last['by']}; every {settings['REAPER_INTERVAL']} s)")
+    return Check("recovery", False, f"lost-job recovery inactive: no reaper ran in the last {limit} s",
+                 "start a worker (each worker runs the reaper): celery -A core.tasks worker")
+
+
+def run_checks(settings: dict, queue: QueueClient) -> list[Check]:
     redis = _redis(settings)
-    return [redis, _workers(settings, redis.ok), _database(settings), _ffmpeg(), _model(settings), _storage(settings)]
+    return [redis, _workers(queue, redis.ok), _recovery(settings, redis.ok), _database(settings), _ffmpeg(),
+            _model(settings), _storage(settings)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -31,9 +31,16 @@ class MediaInfo:
     fps: float = 0.0
     audio_codec: str = ""
     video_codec: str = ""
+    label: str = ""          # the name operators know, when ``path`` is an open descriptor of it
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.path
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        data["path"] = data.pop("label") or self.path
+        return data
 
 
 def _last_error_line(stderr: bytes | str | None) -> str:
@@ -57,12 +64,23 @@ def _has_container_signature(path: Path) -> bool:
             or head.startswith((b"\x1aE\xdf\xa3", b"RIFF", b"OggS", b"fLaC", b"ID3")))
 
 
-def probe(path: str | Path) -> MediaInfo:
+def probe(path: str | Path, label: str | None = None) -> MediaInfo:
     """Validate ``path`` as a media file with an audio stream and describe it.
 
-    Raises InputError with a plain reason for every unusable input.
+    ``label`` names the file in errors and results when ``path`` is a
+    ``/proc/<pid>/fd/<n>`` of it.  Raises InputError with a plain reason for
+    every unusable input.
     """
     p = Path(path)
+    if label is not None:
+        try:
+            return replace(_probe(p), label=str(label))
+        except InputError as err:
+            raise InputError(label, err.reason) from None
+    return _probe(p)
+
+
+def _probe(p: Path) -> MediaInfo:
     if not p.exists():
         raise InputError(p, "file not found")
     if p.is_dir():
@@ -124,12 +142,12 @@ def load_audio(media: MediaInfo) -> np.ndarray:
     )
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0 or proc.stderr.strip():
-        raise InputError(media.path, f"audio cannot be decoded, the file is truncated or corrupt "
+        raise InputError(media.shown, f"audio cannot be decoded, the file is truncated or corrupt "
                                      f"({_last_error_line(proc.stderr)})")
     audio = np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0
     decoded = len(audio) / SAMPLE_RATE
     # A file cut short often decodes "cleanly" up to the cut.
     if media.duration > 2.0 and decoded < media.duration * 0.9 - 0.5:
-        raise InputError(media.path, f"audio ends at {decoded:.1f}s of a {media.duration:.1f}s file "
+        raise InputError(media.shown, f"audio ends at {decoded:.1f}s of a {media.duration:.1f}s file "
                                      "(truncated or corrupt)")
     return audio

@@ -9,13 +9,12 @@ import shutil
 import threading
 from pathlib import Path
 
-from ..config import load_settings, project_path
+from ..config import process_settings, project_path
 from .errors import ProcessingError
 
 log = logging.getLogger(__name__)
 
 # Names the product can serve without internet access.
-BUNDLED_MODELS = ("tiny.en", "base")
 _MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 _lock = threading.Lock()
@@ -77,7 +76,7 @@ def _base(cache_dir: Path) -> Path:
 def resolve_model(name: str, cache_dir: str | Path | None = None) -> str:
     """Return what to hand to WhisperX: a local CTranslate2 dir, or an online model name."""
     if cache_dir is None:
-        cache_dir = load_settings()["MODEL_CACHE_DIR"]
+        cache_dir = process_settings()["MODEL_CACHE_DIR"]
     if name == "tiny.en":
         return str(_tiny_en())
     if name == "base":

@@ -1,30 +1,24 @@
 """One video in, captions and a captioned rendition out.
 
-Stages: probing -> transcribing -> captioning -> rendering.  Every output is
-written into a hidden staging folder beside its final place and renamed into
-place only when the whole job succeeded, so a failed or killed run never
-leaves a half-written or partial set of outputs, and a source is never
-overwritten.
+The stages are functions that the CLI (``caption_file``) and the Celery tasks
+compose: ``prepare`` (probe), ``transcribe_media`` (decode, transcribe, cut
+captions), ``stage_sidecars`` and ``stage_video`` (write into a run's staging
+folder).  Publishing and naming live in ``artifacts``: nothing is ever
+overwritten, and a failed or killed run leaves no half-written outputs.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..config import load_settings
-from . import burnin, captions as captions_mod, media, models, transcription, writers
-from .errors import CaptionError, InputError, ProcessingError
+from ..config import process_settings
+from . import artifacts, burnin, captions as captions_mod, media, models, transcription, writers
+from .errors import CaptionError, InputError
 
 Progress = Callable[[str, float], None]
-STAGES = ("probing", "transcribing", "captioning", "rendering")
 
 
 @dataclass
@@ -33,7 +27,7 @@ class CaptionOptions:
     language: str = ""
     burn_in: bool = True
     rows: int = 2
-    settings: dict = field(default_factory=load_settings, repr=False)
+    settings: dict = field(default_factory=process_settings, repr=False)
 
     def __post_init__(self):
         self.model = self.model or self.settings["WHISPER_MODEL"]
@@ -43,63 +37,16 @@ class CaptionOptions:
         self.rows = int(self.rows)
 
 
-def output_paths(source: Path, out_dir: Path) -> dict[str, Path]:
-    stem = source.stem
-    paths = {kind: out_dir / f"{stem}.{kind}" for kind in writers.SIDECAR_KINDS}
-    paths["video"] = out_dir / f"{stem}_captioned.mp4"
-    return paths
+def kinds(burn_in: bool) -> list[str]:
+    return list(artifacts.KINDS if burn_in else artifacts.SIDECAR_KINDS)
 
 
-class Staging:
-    """A hidden folder next to the outputs; ``publish`` renames files into place."""
-
-    def __init__(self, out_dir: Path, stem: str):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self._sweep(out_dir, stem)
-        tag = f"{socket.gethostname()}-{os.getpid()}"
-        self.dir = Path(tempfile.mkdtemp(prefix=f".{stem}.partial-{tag}-", dir=out_dir))
-
-    @staticmethod
-    def _sweep(out_dir: Path, stem: str) -> None:
-        """Remove staging folders left by killed runs of this host."""
-        host = socket.gethostname()
-        for old in out_dir.glob(f".{glob.escape(stem)}.partial-{glob.escape(host)}-*"):
-            try:
-                pid = int(old.name.split(f"-{host}-", 1)[1].split("-", 1)[0])
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                shutil.rmtree(old, ignore_errors=True)
-            except (ValueError, IndexError, PermissionError):
-                continue
-
-    def path(self, final: Path) -> Path:
-        return self.dir / final.name
-
-    def publish(self, finals: dict[str, Path]) -> None:
-        for final in finals.values():
-            os.replace(self.path(final), final)
-
-    def discard(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _check_not_overwriting(source: Path, finals: dict[str, Path]) -> None:
-    for final in finals.values():
-        if final.exists() and final.resolve() == source.resolve():
-            raise InputError(source, f"output {final.name} would overwrite the source; choose another --out")
-
-
-def prepare(source: str | Path, out_dir: str | Path, burn_in: bool) -> tuple[media.MediaInfo, dict[str, Path]]:
-    """Probe the source and decide the output paths; rejects unusable inputs."""
-    source = Path(source)
-    info = media.probe(source)
+def prepare(source: str | Path, burn_in: bool, label: str | None = None) -> media.MediaInfo:
+    """Probe the source; rejects unusable inputs."""
+    info = media.probe(source, label)
     if burn_in and not info.has_video:
-        raise InputError(source, "has no video stream to burn captions into (use --no-burn-in)")
-    finals = output_paths(source, Path(out_dir))
-    if not burn_in:
-        finals.pop("video")
-    _check_not_overwriting(source, finals)
-    return info, finals
+        raise InputError(info.shown, "has no video stream to burn captions into (use --no-burn-in)")
+    return info
 
 
 def transcribe_media(info: media.MediaInfo, options: CaptionOptions, report: Progress, timings: dict):
@@ -125,54 +72,39 @@ def transcribe_media(info: media.MediaInfo, options: CaptionOptions, report: Pro
     return transcript, captions
 
 
-def stage_sidecars(staging: Staging, finals: dict[str, Path], info: media.MediaInfo, transcript,
-                   captions, options: CaptionOptions) -> None:
-    sidecars = writers.render_sidecars(transcript, captions, source=info.path, model=options.model,
+def stage_sidecars(staging: artifacts.Staging, info: media.MediaInfo, transcript, captions,
+                   options: CaptionOptions) -> None:
+    sidecars = writers.render_sidecars(transcript, captions, source=info.shown, model=options.model,
                                        media=info.as_dict())
     for kind, text in sidecars.items():
-        staging.path(finals[kind]).write_text(text, encoding="utf-8")
+        staging.path(kind).write_text(text, encoding="utf-8")
 
 
-def stage_video(staging: Staging, final: Path, info: media.MediaInfo, captions, settings: dict,
+def stage_video(staging: artifacts.Staging, info: media.MediaInfo, captions, settings: dict,
                 report: Progress, timings: dict) -> dict:
     report("rendering", 0.0)
     t0 = time.monotonic()
     ass = staging.dir / "captions.ass"
     ass.write_text(burnin.ass_document(captions, info.width, info.height), encoding="utf-8")
-    render = burnin.burn_in(info, ass, staging.path(final), preset=settings["RENDER_PRESET"],
+    render = burnin.burn_in(info, ass, staging.path("video"), preset=settings["RENDER_PRESET"],
                             crf=settings["RENDER_CRF"], progress=lambda f: report("rendering", f))
     timings["rendering"] = round(time.monotonic() - t0, 3)
     return render
 
 
-def writing_outputs(source: Path, out_dir: Path):
-    """Staging for one source; OSErrors (disk full, permissions) become ProcessingError."""
-    return _Writing(source, out_dir)
+def total_seconds(timings: dict) -> float:
+    """A run's total: the sum of its stages (the CLI and the tasks report the same figure)."""
+    return round(sum(v for k, v in timings.items() if k != "total"), 3)
 
 
-class _Writing:
-    def __init__(self, source: Path, out_dir: Path):
-        self.source, self.out_dir = Path(source), Path(out_dir)
-
-    def __enter__(self) -> Staging:
-        try:
-            self.staging = Staging(self.out_dir, self.source.stem)
-        except OSError as err:
-            raise ProcessingError(self.source, f"cannot write outputs to {self.out_dir}: {err.strerror or err}") from err
-        return self.staging
-
-    def __exit__(self, kind, err, tb):
-        self.staging.discard()
-        if isinstance(err, OSError) and not isinstance(err, CaptionError):
-            raise ProcessingError(self.source, f"cannot write outputs to {self.out_dir}: {err.strerror or err}") from err
-        return False
+def outputs_of(manifest: list[dict]) -> dict[str, str]:
+    """The ``{kind: path}`` map automation reads, from a manifest."""
+    return {entry["kind"]: entry["path"] for entry in manifest}
 
 
-def result_record(info: media.MediaInfo, finals: dict[str, Path], transcript, captions, options: CaptionOptions,
-                  render: dict, timings: dict) -> dict:
+def result_record(info: media.MediaInfo, transcript, captions, options: CaptionOptions) -> dict:
     return {
-        "source": info.path,
-        "outputs": {kind: str(path) for kind, path in finals.items()},
+        "source": info.shown,
         "duration": round(info.duration, 3),
         "language": transcript.language,
         "speech_found": transcript.speech_found,
@@ -180,30 +112,29 @@ def result_record(info: media.MediaInfo, finals: dict[str, Path], transcript, ca
         "captions": len(captions),
         "word_timing": transcript.word_timing,
         "model": options.model,
-        "render": render,
-        "timings": timings,
     }
 
 
 def caption_file(source: str | Path, out_dir: str | Path, options: CaptionOptions | None = None,
                  progress: Progress | None = None) -> dict:
-    """Caption one file end to end; return the result record (outputs, duration, language, timings)."""
+    """Caption one file end to end; return the result record (outputs, manifest, duration, language, timings)."""
     options = options or CaptionOptions()
     report = progress or (lambda stage, fraction: None)
     timings: dict[str, float] = {}
     started = time.monotonic()
     report("probing", 0.0)
-    info, finals = prepare(source, out_dir, options.burn_in)
+    info = prepare(source, options.burn_in)
     timings["probing"] = round(time.monotonic() - started, 3)
     transcript, captions = transcribe_media(info, options, report, timings)
     render: dict = {}
-    with writing_outputs(Path(source), Path(out_dir)) as staging:
-        stage_sidecars(staging, finals, info, transcript, captions, options)
+    with artifacts.writing(Path(out_dir), Path(source).name, "cli") as staging:
+        stage_sidecars(staging, info, transcript, captions, options)
         if options.burn_in:
-            render = stage_video(staging, finals["video"], info, captions, options.settings, report, timings)
-        staging.publish(finals)
-    timings["total"] = round(time.monotonic() - started, 3)
-    return result_record(info, finals, transcript, captions, options, render, timings)
+            render = stage_video(staging, info, captions, options.settings, report, timings)
+        _, manifest = staging.publish(kinds(options.burn_in), options.settings["OUTPUT_CONFLICT"])
+    timings["total"] = total_seconds(timings)
+    return {**result_record(info, transcript, captions, options), "outputs": outputs_of(manifest),
+            "manifest": manifest, "render": render, "timings": timings}
 
 
-__all__ = ["CaptionError", "CaptionOptions", "STAGES", "caption_file", "output_paths"]
+__all__ = ["CaptionError", "CaptionOptions", "caption_file", "prepare", "transcribe_media"]

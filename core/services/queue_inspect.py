@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..db import FINISHED
-from . import jobs
+from ..jobs import queries
+from ..jobs.states import FINISHED
+from ..queue import QueueClient
 
 
 def _job_id_of(task: dict) -> str | None:
@@ -39,19 +40,18 @@ def _flatten(kind: str, replies: dict | None) -> list[dict]:
     return rows
 
 
-def snapshot(app, timeout: float = 1.0) -> dict:
+def snapshot(queue: QueueClient, timeout: float = 1.0) -> dict:
     """One broadcast of each inspect call, joined to the job store."""
     started, taken_at = time.monotonic(), time.time()
-    inspect = app.control.inspect(timeout=timeout)
     # Each call waits out the timeout for late replies; run them side by side.
     with ThreadPoolExecutor(max_workers=5) as pool:
-        calls = [pool.submit(getattr(inspect, name)) for name in ("active", "reserved", "scheduled", "stats",
-                                                                  "active_queues")]
+        calls = [pool.submit(queue.inspect, name, timeout) for name in ("active", "reserved", "scheduled", "stats",
+                                                                         "active_queues")]
         active, reserved, scheduled, stats, queues = (call.result() for call in calls)
     stats, queues = stats or {}, queues or {}
     rows = {kind: _flatten(kind, replies) for kind, replies in
             (("active", active), ("reserved", reserved), ("scheduled", scheduled))}
-    known = jobs.jobs_by_ids([r["job_id"] for kind in rows.values() for r in kind if r["job_id"]])
+    known = queries.jobs_by_ids([r["job_id"] for kind in rows.values() for r in kind if r["job_id"]])
     for kind, kind_rows in rows.items():
         for row in kind_rows:
             job = known.get(row["job_id"])
@@ -69,7 +69,6 @@ def snapshot(app, timeout: float = 1.0) -> dict:
         pool = info.get("pool", {})
         workers.append({
             "name": name,
-            "online": True,
             "queues": [q.get("name") for q in queues.get(name, [])],
             "concurrency": pool.get("max-concurrency"),
             "pool": pool.get("implementation"),
@@ -79,6 +78,6 @@ def snapshot(app, timeout: float = 1.0) -> dict:
             "uptime": info.get("uptime"),
         })
     taken = {r["job_id"] for kind in rows.values() for r in kind}
-    waiting = [j for j in jobs.next_waiting(100) if j["job_id"] not in taken]
-    return {**rows, "waiting": waiting[:50], "workers": workers, "counts": jobs.counts(),
+    waiting = [j for j in queries.next_waiting(100) if j["job_id"] not in taken]
+    return {**rows, "waiting": waiting[:50], "workers": workers, "counts": queries.counts(),
             "taken_at": taken_at, "inspect_ms": round((time.monotonic() - started) * 1000, 1)}

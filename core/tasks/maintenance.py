@@ -1,69 +1,85 @@
-"""Periodic housekeeping run by Celery beat: requeue lost jobs, apply retention."""
+"""Housekeeping: requeue lost jobs and apply retention.
+
+Lost-job recovery never depends on beat: a worker that starts reclaims its own
+jobs at once, and every worker runs the reaper on a timer, one at a time
+under a Redis lock (beat may run it too; the lock and the record's checks make
+that harmless).
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import threading
+import time
 
+import redis
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
-from sqlalchemy import select
 
-from ..config import load_settings
-from ..db import FINISHED, PENDING, PROCESSING, Job, session_scope, utcnow
-from ..services import jobs
-from . import celery
+from ..celery_app import create_celery
+from ..jobs import actions, reaper
+from ..queue import REAPER_LAST_RUN_KEY as LAST_RUN_KEY, REAPER_LOCK_KEY as LOCK_KEY, QueueClient
+from .runtime import queue_client, settings
 
 log = get_task_logger(__name__)
-MAX_ATTEMPTS = 3
+_stop = threading.Event()
 
 
-def _active_task_ids() -> set[str] | None:
-    replies = celery.control.inspect(timeout=2.0).active()
-    if replies is None:
-        return None
-    return {task["id"] for tasks in replies.values() for task in tasks}
+@shared_task(bind=True, name="core.tasks.maintenance.reap_lost_jobs")
+def reap_lost_jobs(self) -> dict:
+    return reap_once(queue_client(self.app), "beat")
 
 
-@celery.task(name="core.tasks.maintenance.reap_lost_jobs")
-def reap_lost_jobs() -> dict:
-    """A processing job whose heartbeat stopped and whose task no worker runs
-    lost its worker: requeue it (or fail it after MAX_ATTEMPTS)."""
-    settings = load_settings()
-    stale = jobs.stale_jobs(timedelta(seconds=settings["STALE_JOB_SECONDS"]))
-    if not stale:
-        return {"requeued": [], "failed": []}
-    active = _active_task_ids() or set()
-    requeued, failed = [], []
-    for candidate in stale:
-        if candidate.task_id in active:
-            continue
-        with session_scope() as s:
-            job = s.get(Job, candidate.id)
-            if job is None or job.status != PROCESSING or job.heartbeat_at != candidate.heartbeat_at:
-                continue
-            if job.attempts >= MAX_ATTEMPTS:
-                job.status, job.completed_at = "failed", utcnow()
-                job.error = f"{job.source}: worker lost {job.attempts} times; giving up"
-                failed.append(job.id)
-                continue
-            job.status, job.stage, job.progress, job.task_id = PENDING, None, 0.0, None
-            requeued.append(job.id)
-    for job_id in requeued:
-        jobs.dispatch(job_id)
-    if requeued or failed:
-        log.warning("reaper: requeued %s, failed %s", requeued, failed)
-    return {"requeued": requeued, "failed": failed}
+@shared_task(bind=True, name="core.tasks.maintenance.apply_retention")
+def apply_retention(self) -> dict:
+    s = settings()
+    return actions.apply_retention(queue_client(self.app), s["RETENTION_DAYS"], s["RETENTION_DELETE_OUTPUTS"])
 
 
-@celery.task(name="core.tasks.maintenance.apply_retention")
-def apply_retention() -> dict:
-    """Delete finished jobs older than RETENTION_DAYS (0 = keep forever)."""
-    settings = load_settings()
-    days = settings["RETENTION_DAYS"]
-    if days <= 0:
-        return {"deleted": 0, "policy": "off"}
-    cutoff = utcnow() - timedelta(days=days)
-    with session_scope() as s:
-        old = s.scalars(select(Job.id).where(Job.status.in_(FINISHED), Job.created_at < cutoff)).all()
-    for job_id in old:
-        jobs.delete(job_id, outputs=settings["RETENTION_DELETE_OUTPUTS"])
-    return {"deleted": len(old), "policy": f"{days} days"}
+def reap_once(queue: QueueClient, runner: str) -> dict:
+    """One reaper pass if no other runs now; records when and where it ran (``core.cli check`` reads it)."""
+    s = settings()
+    client = redis.Redis.from_url(s["REDIS_URL"], socket_timeout=10)
+    lock = client.lock(LOCK_KEY, timeout=max(30, s["REAPER_INTERVAL"]), blocking=False)
+    if not lock.acquire(blocking=False):
+        return {"skipped": "another reaper is running"}
+    try:
+        result = reaper.reap(queue, s["STALE_JOB_SECONDS"])
+        client.set(LAST_RUN_KEY, json.dumps({"at": time.time(), "by": runner}), ex=max(600, 10 * s["REAPER_INTERVAL"]))
+        return result
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            pass
+
+
+def _reaper_loop(name: str) -> None:
+    queue = QueueClient(create_celery(settings(), include_tasks=False), settings())
+    while not _stop.wait(settings()["REAPER_INTERVAL"]):
+        try:
+            reap_once(queue, name)
+        except Exception:  # noqa: BLE001 - Redis or the database away for a moment: try again next time
+            log.warning("reaper pass failed", exc_info=True)
+
+
+@worker_ready.connect
+def _recover_on_start(sender=None, **_) -> None:
+    """Requeue the jobs the record says run on this node (it runs none yet), then reap on a timer."""
+    name = getattr(sender, "hostname", None)
+    if not name:
+        return
+    try:
+        result = reaper.reclaim(name, queue_client(sender.app))
+        if result["requeued"] or result["failed"]:
+            log.warning("%s reclaimed its jobs from before a restart: %s", name, result)
+    except Exception:  # noqa: BLE001 - the timer below catches them later
+        log.warning("reclaiming jobs at start failed", exc_info=True)
+    _stop.clear()
+    threading.Thread(target=_reaper_loop, args=(name,), name="reaper", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_reaper(**_) -> None:
+    _stop.set()

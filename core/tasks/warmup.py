@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 
+from celery import current_app
 from celery.signals import worker_process_init
 from celery.utils.log import get_logger
 
-from ..config import load_settings
-from .app import TRANSCRIBE_QUEUE
+from ..queue import TRANSCRIBE_QUEUE
+from ..services import models
+from .runtime import settings
 
 log = get_logger(__name__)
 
@@ -25,20 +27,16 @@ def consumes_transcriptions(app) -> bool:
     return TRANSCRIBE_QUEUE in app.amqp.queues.consume_from
 
 
-def preload_default_model(settings: dict) -> None:
-    from ..services import models
-
+def preload_default_model(s: dict) -> None:
     try:
-        models.load_configured(settings["WHISPER_MODEL"], settings)
-        log.info("Whisper model %s loaded ahead of the first job", settings["WHISPER_MODEL"])
+        models.load_configured(s["WHISPER_MODEL"], s)
+        log.info("Whisper model %s loaded ahead of the first job", s["WHISPER_MODEL"])
     except Exception:  # noqa: BLE001 - the first job loads it again and reports the error on the job
-        log.warning("could not preload Whisper model %s", settings["WHISPER_MODEL"], exc_info=True)
+        log.warning("could not preload Whisper model %s", s["WHISPER_MODEL"], exc_info=True)
 
 
 @worker_process_init.connect
 def _preload_in_pool_process(**_) -> None:
-    from . import celery
-
-    settings = load_settings()
-    if settings["PRELOAD_MODEL"] and consumes_transcriptions(celery):
-        threading.Thread(target=preload_default_model, args=(settings,), name="preload-model", daemon=True).start()
+    s = settings()
+    if s["PRELOAD_MODEL"] and consumes_transcriptions(current_app):
+        threading.Thread(target=preload_default_model, args=(s,), name="preload-model", daemon=True).start()

@@ -1,0 +1,12 @@
+"""The job record and everything that changes it.
+
+    states       statuses, stages, the transitions table (pure)
+    record       transition(): the one writer of state; publishes job_update
+    submission   validate and queue files (batch API, uploads)
+    worker       what a running task reports: claim, progress, complete, fail
+    actions      what an operator does: cancel, retry, delete, download
+    artifacts    output names, staging and the manifest of published files
+    queries      lists, counts, batches, stale jobs
+    serialize    the JSON shapes of a job
+    reaper       requeue or fail jobs whose worker died
+"""

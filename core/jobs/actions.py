@@ -1,0 +1,97 @@
+"""What an operator does to a job: cancel, retry, delete, download an output."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from ..db import utcnow
+from ..queue import QueueClient
+from ..services import artifacts
+from . import queries, record
+from .errors import JobError
+from .serialize import job_dict
+from .states import ACTIVE, CANCELLED, FAILED, PENDING, PROCESSING
+from .submission import dispatch
+from .worker import remove_outputs
+
+OUTPUT_KINDS = artifacts.KINDS
+
+
+def cancel(job_id: str, queue: QueueClient) -> dict:
+    """Stop a pending or running job; what it published or staged is removed (nothing else)."""
+    job = queries.get(job_id)
+    if job.status not in ACTIVE:
+        raise JobError(f"job {job_id} is already {job.status}", 409)
+    done = record.transition(job_id, CANCELLED, only_from={job.status}, error="cancelled by operator")
+    if done is None:
+        raise JobError(f"job {job_id} changed state meanwhile; try again", 409)
+    if job.task_id:
+        queue.revoke(job.task_id, terminate=job.status == PROCESSING)
+    remove_outputs(done)
+    return job_dict(done)
+
+
+def retry(job_id: str, queue: QueueClient) -> dict:
+    job = queries.get(job_id)
+    if job.status not in (FAILED, CANCELLED):
+        raise JobError(f"only failed or cancelled jobs can be retried (job is {job.status})", 409)
+    if record.transition(job_id, PENDING, only_from={FAILED, CANCELLED}, error=None, result=None,
+                         publish=False) is None:
+        raise JobError(f"job {job_id} changed state meanwhile; try again", 409)
+    dispatch(job_id, queue)
+    return queries.job_dict_by_id(job_id)
+
+
+def delete(job_id: str, queue: QueueClient, outputs: bool = False) -> dict:
+    """Forget the job; with ``outputs`` (or while it runs) remove the files it published, if unchanged."""
+    job = record.delete(queries.get(job_id).id)
+    active = job.status in ACTIVE
+    if job.task_id and active:
+        queue.revoke(job.task_id, terminate=True)
+    removed, kept = remove_outputs(job) if outputs or active else ([], [])
+    return {"job_id": job_id, "deleted": True, "outputs_deleted": removed, "outputs_kept": kept}
+
+
+def output_file(job_id: str, kind: str) -> Path:
+    """The job's own published file of ``kind``, while it is what the job published."""
+    if kind not in OUTPUT_KINDS:
+        raise JobError(f"unknown output kind {kind!r} ({', '.join(OUTPUT_KINDS)})", 404)
+    result = queries.get(job_id).result or {}
+    if "manifest" not in result and result.get("outputs", {}).get(kind):  # a job of an earlier version
+        entry = {"path": result["outputs"][kind]}
+    else:
+        entry = next((e for e in result.get("manifest", []) if e["kind"] == kind), None)
+    if entry is None:
+        raise JobError(f"job {job_id} has no {kind} output", 404)
+    path = Path(entry["path"])
+    try:
+        st = path.stat()
+    except OSError:
+        raise JobError(f"job {job_id}'s {kind} output {path.name} is gone", 404) from None
+    if "size" in entry and (st.st_size, st.st_mtime_ns) != (entry["size"], entry["mtime_ns"]):
+        raise JobError(f"job {job_id}'s {kind} output {path.name} was changed after the job wrote it", 409)
+    return path
+
+
+def purge_waiting(queue: QueueClient) -> dict:
+    """Empty the broker queues and cancel every job that had not started."""
+    cancelled, task_ids = [], []
+    for job in queries.pending_jobs():
+        if record.transition(job.id, CANCELLED, only_from={PENDING},
+                             error="purged from the queue by operator") is not None:
+            cancelled.append(job.id)
+            if job.task_id:
+                task_ids.append(job.task_id)
+    messages = queue.purge(task_ids)
+    return {"purged_messages": messages, "cancelled_jobs": len(cancelled), "job_ids": cancelled}
+
+
+def apply_retention(queue: QueueClient, days: int, delete_outputs: bool) -> dict:
+    """Delete finished jobs older than ``days`` (0 keeps everything)."""
+    if days <= 0:
+        return {"deleted": 0, "policy": "off"}
+    old = queries.finished_before(utcnow() - timedelta(days=days))
+    for job_id in old:
+        delete(job_id, queue, outputs=delete_outputs)
+    return {"deleted": len(old), "policy": f"{days} days"}

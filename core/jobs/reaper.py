@@ -1,0 +1,71 @@
+"""Jobs whose worker died: requeue them, or fail them after MAX_ATTEMPTS.
+
+Two ways in.  A worker that starts reclaims at once the jobs the record says
+run on its own node name (it runs none yet).  And a periodic pass, from beat
+or from a timer in every worker, one at a time under a Redis lock, takes
+jobs whose heartbeat stopped and whose task no worker runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ..db import Job
+from ..queue import QueueClient
+from . import queries, record
+from .states import FAILED, PENDING, PROCESSING
+from .submission import dispatch
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class Decision:
+    requeue: list[Job] = field(default_factory=list)
+    fail: list[Job] = field(default_factory=list)
+
+
+def decide(candidates: list[Job], running_task_ids: set[str] | None) -> Decision:
+    """Which lost jobs go back to the queue and which have failed too often (pure)."""
+    decision = Decision()
+    for job in candidates:
+        if running_task_ids and job.task_id in running_task_ids:
+            continue
+        (decision.fail if job.attempts >= MAX_ATTEMPTS else decision.requeue).append(job)
+    return decision
+
+
+def _apply(decision: Decision, queue: QueueClient) -> dict:
+    requeued, failed = [], []
+    for job in decision.requeue:
+        # Only if nothing changed since the job was judged lost (a late heartbeat wins).
+        same = record.transition(job.id, PENDING, only_from={PROCESSING},
+                                 when=lambda j, seen=job: j.heartbeat_at == seen.heartbeat_at
+                                 and j.task_id == seen.task_id)
+        if same is not None:
+            dispatch(job.id, queue)
+            requeued.append(job.id)
+    for job in decision.fail:
+        message = f"{job.source}: worker lost {job.attempts} times; giving up"
+        if record.transition(job.id, FAILED, only_from={PROCESSING}, error=message,
+                             when=lambda j, seen=job: j.heartbeat_at == seen.heartbeat_at) is not None:
+            failed.append(job.id)
+    if requeued or failed:
+        log.warning("lost jobs: requeued %s, failed %s", requeued, failed)
+    return {"requeued": requeued, "failed": failed}
+
+
+def reap(queue: QueueClient, stale_after: float) -> dict:
+    """One pass over jobs whose heartbeat is older than ``stale_after`` seconds."""
+    stale = queries.stale_jobs(timedelta(seconds=stale_after))
+    if not stale:
+        return {"requeued": [], "failed": []}
+    return _apply(decide(stale, queue.active_task_ids()), queue)
+
+
+def reclaim(worker: str, queue: QueueClient) -> dict:
+    """At a worker's start: its own jobs in the record are lost (it runs nothing yet)."""
+    return _apply(decide(queries.processing_on(worker), None), queue)
