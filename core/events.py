@@ -33,7 +33,7 @@ def _socketio_sink() -> Sink:
         from .config import process_settings
 
         url = process_settings()["REDIS_URL"]
-    emitter = SocketIO(message_queue=url)
+    emitter = SocketIO(message_queue=url, async_mode="threading")   # a writer needs no eventlet
     return lambda event, data: emitter.emit(event, data, namespace="/")
 
 

@@ -4,6 +4,8 @@
 const $ = (sel, el = document) => el.querySelector(sel);
 const $$ = (sel, el = document) => Array.from(el.querySelectorAll(sel));
 const defaults = JSON.parse($("#app").dataset.defaults);
+const vocab = JSON.parse($("#app").dataset.vocabulary);   // statuses, stages, models, rows, inspect methods: from Python
+const stageLabel = stage => vocab.stages[stage] || stage;
 const state = { path: null, sort: "name", order: "asc", filter: "", page: 1, selected: new Set(),
                 listing: null, jobsPage: 1, jobDetail: null, jobs: new Map(), lastQueue: null };
 
@@ -176,7 +178,7 @@ socket.on("job_update", job => {
   for (const row of $$(`[data-job="${job.job_id}"]`)) updateJobRow(row, job);
   if (state.jobDetail === job.job_id) showJob(job.job_id);
   // The job record is the truth: a finished job leaves the queue tables now, not at the next poll.
-  if (state.lastQueue && ["completed", "failed", "cancelled"].includes(job.status)) {
+  if (state.lastQueue && vocab.finished.includes(job.status)) {
     for (const kind of ["active", "reserved", "scheduled", "waiting"])
       state.lastQueue[kind] = (state.lastQueue[kind] || []).filter(t => t.job_id !== job.job_id);
     renderQueue(state.lastQueue);
@@ -198,7 +200,7 @@ function updateJobRow(row, job) {
   const progress = row.querySelector(".progress");
   if (progress) progress.replaceWith(bar(job.progress));
   const stage = row.querySelector(".stage");
-  if (stage) stage.textContent = job.stage || job.status;
+  if (stage) stage.textContent = stageLabel(job.stage) || job.status;
   const status = row.querySelector(".status");
   if (status) { status.textContent = job.status; status.className = `status s-${job.status}`; }
   const eta = row.querySelector(".eta");
@@ -213,7 +215,7 @@ function renderQueue(snap) {
   const fileOf = t => t.file ? baseName(t.file) : `${t.name} ${t.task_id}`;
   const empty = (n, text) => [h("tr", {}, h("td", { colspan: n, class: "muted" }, text))];
   const active = snap.active.map(t => h("tr", { "data-job": t.job_id || "" }, h("td", { title: t.file || "" }, fileOf(t)),
-    h("td", {}, t.worker), h("td", { class: "stage" }, t.stage || t.status || t.name.split(".").pop()), h("td", {}, bar(t.progress)),
+    h("td", {}, t.worker), h("td", { class: "stage" }, stageLabel(t.stage) || t.status || t.name.split(".").pop()), h("td", {}, bar(t.progress)),
     h("td", { class: "eta" }, fmtEta(t.estimated_completion)), h("td", {}, cancelButton(t.job_id))));
   $("#q-active").replaceChildren(...(active.length ? active : empty(6, "Nothing running")));
   const reserved = snap.reserved.map(t => h("tr", { "data-job": t.job_id || "" }, h("td", {}, fileOf(t)), h("td", {}, t.worker),
@@ -255,7 +257,7 @@ async function showJob(jobId) {
   const links = Object.keys(outputs).map(kind => h("a", { href: `/api/jobs/${jobId}/outputs/${kind}` }, kind.toUpperCase()));
   const actions = [];
   if (["failed", "cancelled"].includes(job.status)) actions.push(h("button", { onclick: async () => { await api(`/api/jobs/${jobId}/retry`, { method: "POST" }); showJob(jobId); } }, "Retry"));
-  if (["pending", "processing"].includes(job.status)) actions.push(cancelButton(jobId));
+  if (vocab.active.includes(job.status)) actions.push(cancelButton(jobId));
   actions.push(h("button", { class: "danger", onclick: async () => {
     const withOutputs = confirm("Delete this job. Also delete its caption files and rendition?");
     await api(`/api/jobs/${jobId}?outputs=${withOutputs}`, { method: "DELETE" });
@@ -267,7 +269,7 @@ async function showJob(jobId) {
     ? existing : previewPlayer(jobId, outputs);
   detail.replaceChildren(
     h("h2", {}, baseName(job.source)), h("p", { class: "muted" }, job.source),
-    h("dl", {}, h("dt", {}, "Status"), h("dd", { class: `s-${job.status}` }, `${job.status}${job.stage ? ` (${job.stage})` : ""}`),
+    h("dl", {}, h("dt", {}, "Status"), h("dd", { class: `s-${job.status}` }, `${job.status}${job.stage ? ` (${stageLabel(job.stage)})` : ""}`),
       h("dt", {}, "Progress"), h("dd", {}, bar(job.progress)),
       h("dt", {}, "Worker"), h("dd", {}, job.worker || ""), h("dt", {}, "Started"), h("dd", {}, fmtTime(job.started_at)),
       h("dt", {}, "Completed"), h("dd", {}, fmtTime(job.completed_at)),
@@ -292,8 +294,7 @@ function previewPlayer(jobId, outputs) {
 }
 
 /* ---------- workers / inspect ---------- */
-const INSPECT = ["ping", "stats", "registered", "active_queues", "active", "reserved", "scheduled", "revoked", "conf"];
-$("#inspect-buttons").replaceChildren(...INSPECT.map(m => h("button", { onclick: () => inspect(m) }, m)));
+$("#inspect-buttons").replaceChildren(...vocab.inspect_methods.map(m => h("button", { onclick: () => inspect(m) }, m)));
 async function inspect(method) {
   $("#inspect-command").textContent = `celery -A core.tasks inspect ${method}`;
   $("#inspect-output").textContent = "asking the workers…";

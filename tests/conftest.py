@@ -176,3 +176,7 @@ def long_720p_clip(media_dir) -> Path:
     """~20 s of speech at 1280x720, long enough to catch its burn-in in progress."""
     wav = speak(LONG_TEXT, media_dir / "long.wav")
     return make_video(media_dir / "long 720p.mp4", wav, size="1280x720", duration=20.0)
+
+
+# The fast tier's fixtures (store, queue fake, app, client) live in tests/fast.py.
+from tests.fast import app, client, news, published, queue, settings, store  # noqa: E402,F401

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -25,10 +24,11 @@ from pycaption import SCCReader
 
 from core.services import burnin, media
 from core.services.captions import Caption
-from core.services.pipeline import Staging
 
 from .conftest import (PROJECT_ROOT, SHORT_TEXT, WEIRD_NAME, CliRun, cli_command, gray_frame, media_duration,
                        probe, run_cli, sha256)
+
+pytestmark = pytest.mark.system
 
 NO_MODEL = {"WHISPER_MODEL": "/nonexistent/whisper-model-for-tests"}
 SIDECARS = ("scc", "srt", "vtt", "dfxp", "json")
@@ -128,18 +128,22 @@ def test_every_bad_input_in_one_run_gets_its_own_error_line(bad_inputs, tmp_path
     assert out_entries(out) == [], out_entries(out)
 
 
-def test_an_output_that_would_overwrite_the_source_is_refused(short_clip, tmp_path):
-    """An MP4 saved as ``clip.vtt`` and captioned into its own folder would be
-    replaced by the ``clip.vtt`` sidecar."""
+def test_a_file_in_the_way_of_an_output_is_never_overwritten(short_clip, tmp_path):
+    """Captioned into its own folder, where a file (here another video) already holds
+    the name ``clip.mp4.vtt``: that file stays byte-identical, the run takes the next free names."""
     folder = tmp_path / "in place"
     folder.mkdir()
-    source = folder / "clip.vtt"
+    source = folder / "clip.mp4"
     shutil.copy(short_clip, source)
-    before = sha256(source)
-    run = run_cli([source], folder, "--no-burn-in", env=NO_MODEL, timeout=120)
-    assert_rejected(run, source, "overwrite")
-    assert sha256(source) == before
-    assert out_entries(folder) == ["clip.vtt"]
+    in_the_way = folder / "clip.mp4.vtt"
+    shutil.copy(short_clip, in_the_way)
+    before = {p: sha256(p) for p in (source, in_the_way)}
+    run = run_cli([source], folder, "--no-burn-in", timeout=300)
+    assert run.code == 0, run.stdout + run.stderr[-2000:]
+    outputs = run.record_for(source)["outputs"]
+    assert outputs["vtt"] == str(folder / "clip.mp4.2.vtt") and outputs["scc"] == str(folder / "clip.mp4.2.scc")
+    assert {p: sha256(p) for p in before} == before
+    assert Path(outputs["vtt"]).read_text().startswith("WEBVTT")
 
 
 # --- runs with the real model ---------------------------------------------------------------------------------
@@ -174,7 +178,7 @@ def mixed_run(tmp_path_factory, short_clip, bad_inputs) -> ModelRun:
 
 
 def assert_sidecars(record: dict, source: Path, out: Path):
-    stem = Path(WEIRD_NAME).stem
+    stem = WEIRD_NAME          # outputs are named after the whole source name
     assert "error" not in record, record
     for kind in SIDECARS:
         path = Path(record["outputs"][kind])
@@ -199,7 +203,7 @@ def test_mixed_run_exits_non_zero(mixed_run):
 def test_mixed_run_still_captions_the_good_file_with_an_awkward_name(mixed_run):
     assert_sidecars(mixed_run.record, mixed_run.source, mixed_run.out)
     assert "video" not in mixed_run.record["outputs"]
-    stem = Path(WEIRD_NAME).stem
+    stem = WEIRD_NAME          # outputs are named after the whole source name
     assert out_entries(mixed_run.out) == sorted(f"{stem}.{k}" for k in SIDECARS)
 
 
@@ -217,10 +221,10 @@ def burn_run(tmp_path_factory, short_clip) -> ModelRun:
 def test_burn_in_with_an_awkward_name_succeeds(burn_run):
     assert burn_run.run.code == 0, burn_run.run.stdout + burn_run.run.stderr[-3000:]
     assert_sidecars(burn_run.record, burn_run.source, burn_run.out)
-    stem = Path(WEIRD_NAME).stem
-    video = burn_run.out / f"{stem}_captioned.mp4"
+    stem = WEIRD_NAME          # outputs are named after the whole source name
+    video = burn_run.out / f"{stem}.captioned.mp4"
     assert Path(burn_run.record["outputs"]["video"]) == video
-    expected = [WEIRD_NAME, f"{stem}_captioned.mp4"] + [f"{stem}.{k}" for k in SIDECARS]
+    expected = [WEIRD_NAME, f"{stem}.captioned.mp4"] + [f"{stem}.{k}" for k in SIDECARS]
     assert out_entries(burn_run.out) == sorted(expected)
 
 
@@ -232,8 +236,8 @@ def test_source_in_the_output_folder_is_left_byte_identical(burn_run):
 
 
 def test_captioned_rendition_is_a_full_length_video_with_captions_drawn(burn_run):
-    stem = Path(WEIRD_NAME).stem
-    video = burn_run.out / f"{stem}_captioned.mp4"
+    stem = WEIRD_NAME          # outputs are named after the whole source name
+    video = burn_run.out / f"{stem}.captioned.mp4"
     info = probe(video)
     kinds = {s["codec_type"]: s for s in info["streams"]}
     assert kinds["video"]["codec_name"] == "h264" and kinds["video"]["width"] == 320 and kinds["video"]["height"] == 240
@@ -271,30 +275,6 @@ def test_burn_in_escapes_the_subtitles_path(short_clip, tmp_path):
 
 
 # --- staging folders ------------------------------------------------------------------------------------------
-
-def dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
-@pytest.mark.parametrize("stem", ["clip", "news at nine", Path(WEIRD_NAME).stem, "a*b?c"])
-def test_stale_staging_of_a_dead_run_is_swept(stem, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    host = socket.gethostname()
-    stale = out / f".{stem}.partial-{host}-{dead_pid()}-abc123"
-    stale.mkdir()
-    (stale / f"{stem}_captioned.mp4").write_bytes(b"\0" * 1000)
-    live = out / f".{stem}.partial-{host}-{os.getpid()}-def456"   # a run still going: keep it
-    live.mkdir()
-    staging = Staging(out, stem)
-    try:
-        assert not stale.exists(), f"stale staging folder {stale.name!r} was not swept"
-        assert live.exists(), "a live run's staging folder was removed"
-    finally:
-        staging.discard()
-
 
 # --- a run killed while rendering -------------------------------------------------------------------------------
 
@@ -342,7 +322,7 @@ def killed(tmp_path_factory, long_720p_clip) -> KillResult:
     source.parent.mkdir()
     shutil.copy(long_720p_clip, source)
     out = base / "out"
-    stem = source.stem
+    stem = source.name
     log = base / "cli.log"
     env = {**os.environ, "RENDER_PRESET": "medium"}   # a slower encode leaves time to catch it mid-way
     with open(log, "wb") as sink:
@@ -356,7 +336,7 @@ def killed(tmp_path_factory, long_720p_clip) -> KillResult:
                     and p.name.startswith(f".{stem}.partial-")]
             if dirs:
                 staging = dirs[0]
-                mp4 = staging / f"{stem}_captioned.mp4"
+                mp4 = staging / "out.captioned.mp4"
                 size = mp4.stat().st_size if mp4.exists() else 0
                 if size > 0 and (not sizes or size != sizes[-1]):
                     sizes.append(size)
@@ -409,7 +389,7 @@ def test_rerun_after_a_kill_succeeds_and_sweeps_the_stale_staging(killed):
     record = rerun.record_for(killed.source)
     for kind, path in record["outputs"].items():
         assert Path(path).is_file() and Path(path).stat().st_size > 0, (kind, path)
-    stem = killed.source.stem
+    stem = killed.source.name
     assert hidden_entries(killed.out) == [], f"stale staging left behind: {hidden_entries(killed.out)}"
-    assert out_entries(killed.out) == sorted([f"{stem}_captioned.mp4"] + [f"{stem}.{k}" for k in SIDECARS])
-    assert abs(media_duration(killed.out / f"{stem}_captioned.mp4") - media_duration(killed.source)) < 0.25
+    assert out_entries(killed.out) == sorted([f"{stem}.captioned.mp4"] + [f"{stem}.{k}" for k in SIDECARS])
+    assert abs(media_duration(killed.out / f"{stem}.captioned.mp4") - media_duration(killed.source)) < 0.25

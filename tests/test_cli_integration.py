@@ -21,6 +21,8 @@ from bench.measure import (FPS, audio_md5, decode_scc_captions, evaluate, ffmpeg
                            timecode_to_frame, word_coverage)
 from bench.media import NEWS_SCRIPT, ClipInfo, make_silent_clip, make_speech_clip, probe_duration
 
+pytestmark = pytest.mark.system
+
 MODEL = os.environ.get("CAPTION_TEST_MODEL", "tiny.en")
 SCC_HEADER = "Scenarist_SCC V1.0"
 
@@ -88,7 +90,7 @@ def test_cli_exits_zero_with_one_json_line_per_input(run: Run):
     for kind, path in rec["outputs"].items():
         assert Path(path).is_file() and Path(path).stat().st_size > 0, (kind, path)
         assert Path(path).parent == Path(run.silent).parent.parent / "out"
-    assert rec["outputs"]["video"].endswith("clip_captioned.mp4")
+    assert rec["outputs"]["video"].endswith("clip.mp4.captioned.mp4")
     assert abs(rec["duration"] - run.clip.duration) <= 0.1
     assert rec["language"] == "en"
     assert rec["speech_found"] is True

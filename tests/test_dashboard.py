@@ -20,6 +20,8 @@ from bench.media import NEWS_SCRIPT, make_speech_clip
 from core.embedded import RedisServer, free_port, pid_running
 from tests.system import wait_for
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -4,6 +4,7 @@ with every job completed (exactly once, whole outputs) or failed with a reason."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -18,6 +19,8 @@ import pytest
 from bench.media import make_speech_clip, probe_duration
 from core.embedded import RedisServer, free_port
 from tests.system import start_system, stop_system, wait_for
+
+pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTENCES = ["Good evening and welcome to the news.", "The weather will be dry tomorrow.",
@@ -52,8 +55,11 @@ def _assert_whole_outputs(system, job):
     assert abs(probe_duration(outputs["video"]) - probe_duration(source)) < 0.2
     assert Path(outputs["scc"]).read_text().startswith("Scenarist_SCC V1.0")
     json.loads(Path(outputs["json"]).read_text())
-    assert not list(out_dir.glob(f".{source.stem}.partial-*")), "staging left behind"
-    assert sorted(p.name for p in out_dir.glob(f"{source.stem}*")) == sorted(Path(p).name for p in outputs.values())
+    assert not list(out_dir.glob(f".{source.name}.partial-{job['job_id']}-*")), "staging left behind"
+    manifest = job["result"]["manifest"]
+    assert sorted(e["path"] for e in manifest) == sorted(outputs.values()), "a killed run's files left in the record"
+    for entry in manifest:
+        assert hashlib.sha256(Path(entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
 
 
 @pytest.mark.parametrize("stage", ["transcribing", "rendering"])
@@ -63,7 +69,7 @@ def test_worker_killed_mid_job_is_redelivered_and_completes_once(system, stage):
     job_id = client.post("/api/transcribe/batch", json={"paths": [str(path)], "force": True}).get_json()["queued"][0]["job_id"]
     wait_for(lambda: _status(client, job_id)["stage"] == stage, 240, interval=0.1, what=f"stage {stage}")
     if stage == "rendering":
-        wait_for(lambda: list((system.outputs / "mnt" / "news").glob(".long.partial-*/*.mp4")), 60, interval=0.1,
+        wait_for(lambda: list((system.outputs / "mnt" / "news").glob(".long.mp4.partial-*/*.mp4")), 60, interval=0.1,
                  what="the rendition to be half written")
     system.worker.kill()
     assert _status(client, job_id)["status"] == "processing"

@@ -1,14 +1,17 @@
-"""The job store's state machine on both backends: SQLite and PostgreSQL."""
+"""The job store's state machine on both backends: SQLite and PostgreSQL (when one runs locally)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from core.db import COMPLETED, PROCESSING, Job, session_scope
-from core.services import jobs
+from core import db
+from core.db import Job, session_scope, utcnow
+from core.jobs import actions, queries, worker
+from core.jobs.states import COMPLETED, PROCESSING
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -26,20 +29,16 @@ def _postgres_url():
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path, monkeypatch):
+def backend(request, settings, store):
     if request.param == "sqlite":
-        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'jobs.db'}")
         yield request.param
         return
     admin, name = _postgres_url()
     if admin is None:
         pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
-    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    url = db.configure({**settings, "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"})
     yield request.param
-    from core.db import _engines
-
-    for url in [u for u in _engines if name in u]:
-        _engines.pop(url).dispose()
+    db._engines.pop(url).dispose()
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
 
@@ -52,45 +51,61 @@ def _add(source: str, **fields) -> str:
         return job.id
 
 
-def test_job_runs_through_its_states_once(store):
+def test_job_runs_through_its_states_once(backend):
     job_id = _add("/mnt/news/a.mp4")
-    assert jobs.claim(job_id, "task-1", "w1") is not None
-    assert jobs.claim(job_id, "task-2", "w2") is None          # a second delivery is skipped
-    assert jobs.claim(job_id, "task-1", "w1") is not None      # the same task redelivered may resume
-    jobs.report_progress(job_id, "transcribing", 0.5)
-    status = jobs.job_dict_by_id(job_id)
+    assert worker.claim(job_id, "task-1", "w1") is not None
+    assert worker.claim(job_id, "task-2", "w2") is None          # a second delivery is skipped
+    assert worker.claim(job_id, "task-1", "w1") is not None      # the same task redelivered may resume
+    worker.report_progress(job_id, "transcribing", 0.5)
+    status = queries.job_dict_by_id(job_id)
     assert status["status"] == PROCESSING and status["stage"] == "transcribing"
     assert 2 < status["progress"] < 55 and status["estimated_completion"]
-    assert jobs.store_result(job_id, {"outputs": {"scc": "/tmp/out/a.scc"}, "text": "hi"}, done=False)
-    assert jobs.job_dict_by_id(job_id)["stage"] == "rendering"
-    assert jobs.store_result(job_id, {"outputs": {"video": "/tmp/out/a_captioned.mp4"}}, done=True)
-    final = jobs.job_dict_by_id(job_id)
+    assert worker.captions_published(job_id, {"text": "hi"}, [], render_follows=True)
+    assert queries.job_dict_by_id(job_id)["stage"] == "rendering"
+    assert worker.video_published(job_id, {}, [])
+    final = queries.job_dict_by_id(job_id)
     assert final["status"] == COMPLETED and final["progress"] == 100.0
-    assert set(final["result"]["outputs"]) == {"scc", "video"}
-    assert jobs.claim(job_id, "task-3", "w3") is None          # finished jobs never run again
+    assert worker.claim(job_id, "task-3", "w3") is None          # finished jobs never run again
 
 
-def test_listing_filters_and_counts(store):
+def test_listing_filters_and_counts(backend):
     ids = [_add(f"/mnt/news/clip_{i}%_x.mp4") for i in range(5)]
-    jobs.fail(ids[0], "bad input")
-    listing = jobs.list_jobs(page=1, page_size=2)
+    worker.fail(ids[0], "bad input")
+    listing = queries.list_jobs(page=1, page_size=2)
     assert listing["total"] == 5 and len(listing["items"]) == 2
-    assert jobs.list_jobs(status="failed")["items"][0]["error"] == "bad input"
-    assert jobs.list_jobs(q="clip_3%")["total"] == 1           # LIKE wildcards in names are literal
-    assert jobs.counts()["pending"] == 4 and jobs.counts()["failed"] == 1
+    assert queries.list_jobs(status="failed")["items"][0]["error"] == "bad input"
+    assert queries.list_jobs(q="clip_3%")["total"] == 1           # LIKE wildcards in names are literal
+    assert queries.counts()["pending"] == 4 and queries.counts()["failed"] == 1
 
 
-def test_retention_deletes_only_old_finished_jobs(store, monkeypatch, tmp_path):
-    from datetime import timedelta
-
-    from core.db import utcnow
-    from core.tasks.maintenance import apply_retention
-
+def test_retention_deletes_only_old_finished_jobs(backend, queue):
     old_done = _add("/mnt/news/old.mp4", status=COMPLETED, created_at=utcnow() - timedelta(days=40))
     old_pending = _add("/mnt/news/waiting.mp4", created_at=utcnow() - timedelta(days=40))
     recent = _add("/mnt/news/new.mp4", status=COMPLETED)
-    assert apply_retention()["policy"] == "off"                 # off by default
-    monkeypatch.setenv("RETENTION_DAYS", "30")
-    assert apply_retention()["deleted"] == 1
-    remaining = {j["job_id"] for j in jobs.list_jobs(page_size=500)["items"]}
+    assert actions.apply_retention(queue, 0, False)["policy"] == "off"     # off by default
+    assert actions.apply_retention(queue, 30, False)["deleted"] == 1
+    remaining = {j["job_id"] for j in queries.list_jobs(page_size=500)["items"]}
     assert remaining == {old_pending, recent} and old_done not in remaining
+
+
+def test_a_database_from_an_earlier_version_gains_the_new_columns(tmp_path, settings, published):
+    from sqlalchemy import inspect
+
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE batches (id VARCHAR(32) PRIMARY KEY, created_at DATETIME, options JSON, "
+                          "priority VARCHAR(8), task_id VARCHAR(64))"))
+        conn.execute(text("CREATE TABLE jobs (id VARCHAR(32) PRIMARY KEY, batch_id VARCHAR(32), source TEXT, "
+                          "output_dir TEXT, options JSON, priority VARCHAR(8), status VARCHAR(16), stage VARCHAR(16), "
+                          "progress FLOAT, media_duration FLOAT, task_id VARCHAR(64), worker VARCHAR(255), "
+                          "attempts INTEGER, error TEXT, result JSON, created_at DATETIME, started_at DATETIME, "
+                          "stage_started_at DATETIME, heartbeat_at DATETIME, completed_at DATETIME)"))
+    engine.dispose()
+    url = db.configure({**settings, "DATABASE_URL": f"sqlite:///{path}"})
+    try:
+        assert "source_stat" in {c["name"] for c in inspect(db.get_engine(url)).get_columns("jobs")}
+        assert queries.counts()["total"] == 0
+    finally:
+        db._engines.pop(url).dispose()
+        db._configured_url = None

@@ -228,6 +228,7 @@ def test_ttconv_command_line_converts_it(tmp_path):
             assert line in srt
 
 
+@pytest.mark.system
 def test_ffmpeg_reads_it(tmp_path):
     text, _ = write_scc(THREE)
     path = tmp_path / "x.scc"
@@ -309,6 +310,7 @@ def test_special_and_extended_characters_decode_with_ttconv():
     assert [d[2] for d in ttconv_decode(text)] == [c.lines for c in SPECIAL]
 
 
+@pytest.mark.system
 def test_special_and_extended_characters_decode_with_ffmpeg(tmp_path):
     text, _ = write_scc(SPECIAL)
     (tmp_path / "s.scc").write_text(text)

@@ -12,6 +12,8 @@ import pytest
 
 from bench.media import make_speech_clip
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

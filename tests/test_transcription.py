@@ -14,6 +14,8 @@ import pytest
 from bench.media import NEWS_SCRIPT, make_speech_clip
 from core.services import media, models
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def news_audio(tmp_path_factory) -> np.ndarray:

@@ -46,7 +46,7 @@ def upload():
     if "burn_in" in form:
         options["burn_in"] = form["burn_in"].strip().lower() in ("1", "true", "yes", "on")
     if "rows" in form:
-        if not form["rows"].isdigit():
+        if not (form["rows"].isascii() and form["rows"].isdigit()):
             raise JobError("rows must be an integer")
         options["rows"] = int(form["rows"])
     name = secure_filename(file.filename) or "upload"

@@ -6,6 +6,11 @@ import hmac
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
+from ..jobs.states import public_vocabulary
+from ..jobs.submission import BUNDLED_MODELS
+from ..queue import INSPECT_METHODS
+from ..services.captions import MAX_ROWS
+
 bp = Blueprint("pages", __name__)
 
 
@@ -18,9 +23,13 @@ def index():
     if _token() and not session.get("authenticated"):
         return redirect(url_for("pages.login"))
     settings = current_app.config["CAPTION_SETTINGS"]
+    models = list(dict.fromkeys([settings["WHISPER_MODEL"], *BUNDLED_MODELS]))
+    vocabulary = {**public_vocabulary(), "models": models, "rows": list(range(1, MAX_ROWS + 1)),
+                  "inspect_methods": list(INSPECT_METHODS)}
     return render_template("index.html", defaults={
         "model": settings["WHISPER_MODEL"], "language": settings["LANGUAGE"],
-        "burn_in": settings["BURN_IN"], "rows": settings["CAPTION_ROWS"]}, token_required=bool(_token()))
+        "burn_in": settings["BURN_IN"], "rows": settings["CAPTION_ROWS"]}, vocabulary=vocabulary,
+        token_required=bool(_token()))
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -15,7 +15,7 @@ bp = Blueprint("system", __name__)
 
 
 @bp.get("/queue")
-def queue():
+def queue_snapshot():
     """The latest inspect snapshot (at most a few seconds old) joined to fresh job counts."""
     snapshot = dict(monitor.current())
     snapshot["counts"] = queries.counts()

@@ -13,7 +13,7 @@ from .errors import JobError
 from .serialize import job_dict
 from .states import ACTIVE, CANCELLED, FAILED, PENDING, PROCESSING
 from .submission import dispatch
-from .worker import remove_outputs
+from .worker import remove_outputs, without_outputs
 
 OUTPUT_KINDS = artifacts.KINDS
 
@@ -23,12 +23,13 @@ def cancel(job_id: str, queue: QueueClient) -> dict:
     job = queries.get(job_id)
     if job.status not in ACTIVE:
         raise JobError(f"job {job_id} is already {job.status}", 409)
-    done = record.transition(job_id, CANCELLED, only_from={job.status}, error="cancelled by operator")
+    done = record.transition(job_id, CANCELLED, only_from={job.status}, error="cancelled by operator",
+                             result=without_outputs(job.result))
     if done is None:
         raise JobError(f"job {job_id} changed state meanwhile; try again", 409)
     if job.task_id:
         queue.revoke(job.task_id, terminate=job.status == PROCESSING)
-    remove_outputs(done)
+    remove_outputs(job)
     return job_dict(done)
 
 

@@ -17,6 +17,7 @@ from ..queue import QueueClient
 from . import queries, record
 from .states import FAILED, PENDING, PROCESSING
 from .submission import dispatch
+from .worker import remove_outputs, without_outputs
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -42,16 +43,18 @@ def _apply(decision: Decision, queue: QueueClient) -> dict:
     requeued, failed = [], []
     for job in decision.requeue:
         # Only if nothing changed since the job was judged lost (a late heartbeat wins).
-        same = record.transition(job.id, PENDING, only_from={PROCESSING},
+        same = record.transition(job.id, PENDING, only_from={PROCESSING}, result=None,
                                  when=lambda j, seen=job: j.heartbeat_at == seen.heartbeat_at
                                  and j.task_id == seen.task_id)
         if same is not None:
+            remove_outputs(job)   # the lost run's files: the next run writes a whole set
             dispatch(job.id, queue)
             requeued.append(job.id)
     for job in decision.fail:
         message = f"{job.source}: worker lost {job.attempts} times; giving up"
-        if record.transition(job.id, FAILED, only_from={PROCESSING}, error=message,
+        if record.transition(job.id, FAILED, only_from={PROCESSING}, error=message, result=without_outputs(job.result),
                              when=lambda j, seen=job: j.heartbeat_at == seen.heartbeat_at) is not None:
+            remove_outputs(job)
             failed.append(job.id)
     if requeued or failed:
         log.warning("lost jobs: requeued %s, failed %s", requeued, failed)

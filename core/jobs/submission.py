@@ -119,12 +119,8 @@ def submit_batch(paths: object, options: object, settings: dict, queue: QueueCli
     if not valid:
         raise RejectedBatch(rejected, len(paths))
 
-    with session_scope() as s:
-        batch = Batch(options=options, priority=priority)
-        s.add(batch)
-        s.flush()
-        batch_id = batch.id
     running = {} if force else queries.active_by_source([str(path) for _, path, _, _ in valid])
+    batch_id = new_id() if len(running) < len(valid) else None   # no batch when every file is already queued
     queued, created = [], []
     for raw, path, info, stat in valid:
         existing = running.get(str(path))
@@ -134,10 +130,12 @@ def submit_batch(paths: object, options: object, settings: dict, queue: QueueCli
         job = _new_job(path, info, stat, options, priority, settings, batch_id)
         queued.append({"path": raw, "job_id": job.id})
         created.append(job)
+    task_id = None
     if created:
+        with session_scope() as s:
+            s.add(Batch(id=batch_id, options=options, priority=priority))
         record.create(created)
-    task_id = queue.enqueue_batch(batch_id) if created else None
-    if task_id:
+        task_id = queue.enqueue_batch(batch_id)
         with session_scope() as s:
             s.get(Batch, batch_id).task_id = task_id
     extra = len(queued) - len(created)

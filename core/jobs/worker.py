@@ -80,11 +80,18 @@ def hand_to_render(job_id: str, task_id: str) -> None:
     record.transition(job_id, PROCESSING, only_from={PROCESSING}, task_id=task_id, publish=False)
 
 
+def without_outputs(result: dict | None) -> dict | None:
+    """The result of a job whose files were removed: no outputs to offer."""
+    return {**result, "outputs": {}, "manifest": []} if result else result
+
+
 def fail(job_id: str, error: str) -> None:
     """Fail the job with its reason; what it published goes too, so no incomplete set is left."""
-    job = record.transition(job_id, FAILED, only_from={PENDING, PROCESSING}, error=error)
+    before = queries.get(job_id)
+    job = record.transition(job_id, FAILED, only_from={PENDING, PROCESSING}, error=error,
+                            result=without_outputs(before.result))
     if job is not None:
-        remove_outputs(job)
+        remove_outputs(before)
 
 
 def remove_outputs(job: Job) -> tuple[list[str], list[str]]:
