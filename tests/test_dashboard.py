@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,26 +58,40 @@ def media_root(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module", params=["eventlet", "threading"])
-def dashboard(request, media_root, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(f"run-{request.param}")
+@contextmanager
+def running_dashboard(tmp: Path, media_root: Path, mode: str):
+    """start_dashboard.py (with its own worker) on a private redis-server, stopped with Ctrl-C afterwards."""
     redis = RedisServer(tmp / "redis", persist=False).start()
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis.url, "DATABASE_URL": f"sqlite:///{tmp / 'jobs.db'}",
            "STORAGE_ROOTS": str(media_root / "mnt"), "OUTPUT_DIR": str(tmp / "outputs"),
-           "UPLOAD_DIR": str(tmp / "uploads"), "VAR_DIR": str(tmp / "var")}
+           "UPLOAD_DIR": str(tmp / "uploads"), "VAR_DIR": str(tmp / "var"), "SETTLE_SECONDS": "0"}
     log = open(tmp / "dashboard.log", "wb")
     proc = subprocess.Popen([sys.executable, "start_dashboard.py", "--no-redis", "--port", str(port),
-                             "--async-mode", request.param], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             "--async-mode", mode], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _health(url), 120, interval=1, what="the dashboard and its worker")
-        yield {"url": url, "proc": proc, "mode": request.param, "root": media_root, "tmp": tmp}
+        yield {"url": url, "proc": proc, "mode": mode, "root": media_root, "tmp": tmp}
     finally:
         _stop_dashboard(proc, tmp / "var" / "run" / "worker.pid")
         redis.stop()
         print((tmp / "dashboard.log").read_text()[-3000:])
+
+
+@pytest.fixture(scope="module", params=["eventlet", "threading"])
+def dashboard(request, media_root, tmp_path_factory):
+    """One dashboard shared by the tests that leave it running."""
+    with running_dashboard(tmp_path_factory.mktemp(f"run-{request.param}"), media_root, request.param) as dash:
+        yield dash
+
+
+@pytest.fixture(params=["eventlet", "threading"])
+def own_dashboard(request, media_root, tmp_path_factory):
+    """A dashboard of the test's own, for tests that kill or stop it."""
+    with running_dashboard(tmp_path_factory.mktemp(f"own-{request.param}"), media_root, request.param) as dash:
+        yield dash
 
 
 def _stop_dashboard(proc: subprocess.Popen, worker_pidfile: Path) -> None:
@@ -267,7 +282,8 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
-def test_supervisor_restarts_a_dead_worker(dashboard):
+def test_supervisor_restarts_a_dead_worker(own_dashboard):
+    dashboard = own_dashboard
     worker = next(pid for pid in _descendants(dashboard["proc"].pid)
                   if "celery" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"))
     os.killpg(worker, signal.SIGKILL)  # the worker and its pool, as a crash would
@@ -276,8 +292,8 @@ def test_supervisor_restarts_a_dead_worker(dashboard):
     assert worker not in _descendants(dashboard["proc"].pid)
 
 
-def test_ctrl_c_stops_dashboard_and_worker(dashboard):
-    proc = dashboard["proc"]
+def test_ctrl_c_stops_dashboard_and_worker(own_dashboard):
+    proc = own_dashboard["proc"]
     family = _descendants(proc.pid)
     assert family, "the dashboard should run a worker"
     proc.send_signal(signal.SIGINT)
