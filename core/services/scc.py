@@ -26,12 +26,11 @@ from pycaption.scc.constants import (
 )
 
 from .captions import FPS, ROW_WIDTH, Caption
+from .timecode import ZERO, Timecode, frame_to_label
 
 ENM, RCL, EOC, EDM = "94ae", "9420", "942f", "942c"
 _SPECIAL = {ch: code for code, ch in SPECIAL_CHARS.items()}
 _EXTENDED = {ch: code for code, ch in EXTENDED_CHARS.items()}
-_FRAMES_PER_10_MIN = 17982   # 29.97 drop-frame: 2 labels dropped per minute, except every 10th
-_FRAMES_PER_MIN = 1798
 
 
 @dataclass
@@ -138,10 +137,14 @@ class _Timeline:
         return frame
 
 
-def schedule(captions: Sequence[Caption]) -> tuple[dict[int, str], Schedule]:
-    """Lay out every caption's load, EOC and clear on the 29.97 frame timeline."""
+def schedule(captions: Sequence[Caption], preroll: int = 0) -> tuple[dict[int, str], Schedule]:
+    """Lay out every caption's load, EOC and clear on the 29.97 frame timeline.
+
+    Frames count from the media's start; ``preroll`` frames before it (a
+    programme's start timecode leaves them) may hold the first caption's load.
+    """
     timeline, report = _Timeline(), Schedule()
-    floor = 0  # the hidden buffer is free from here (after the previous EOC pair)
+    floor = -preroll  # the hidden buffer is free from here (after the previous EOC pair)
     for idx, cap in enumerate(captions):
         units = load_units(cap)
         target = max(0, round(cap.start * FPS))
@@ -163,29 +166,30 @@ def schedule(captions: Sequence[Caption]) -> tuple[dict[int, str], Schedule]:
 
 def frame_to_timecode(frame: int) -> str:
     """29.97 drop-frame timecode label HH:MM:SS;FF for a frame count."""
-    tens, rest = divmod(frame, _FRAMES_PER_10_MIN)
-    label = frame + 18 * tens + (2 * ((rest - 2) // _FRAMES_PER_MIN) if rest >= 2 else 0)
-    ff = label % 30
-    ss = label // 30 % 60
-    mm = label // 1800 % 60
-    hh = label // 108000
-    return f"{hh:02d}:{mm:02d}:{ss:02d};{ff:02d}"
+    return frame_to_label(frame)
 
 
-def write_scc(captions: Sequence[Caption]) -> tuple[str, Schedule]:
-    """SCC text (29.97 drop-frame) and the schedule report for ``captions``."""
-    words, report = schedule(captions)
+def write_scc(captions: Sequence[Caption], start: Timecode = ZERO, one_word_per_line: bool = False
+              ) -> tuple[str, Schedule]:
+    """SCC text and the schedule report for ``captions``.
+
+    Labels are in ``start``'s mode (drop-frame or non-drop) and every frame
+    moves by ``start.frames``.  ``one_word_per_line`` writes each code word on
+    its own line, so a reader that stamps a line's words with the line's time
+    (FFmpeg's demuxer, which makes the MOV's 608 track) keeps each on its frame.
+    """
+    words, report = schedule(captions, preroll=start.frames)
     lines = [HEADER, ""]
     run: list[str] = []
     run_start = prev = None
     for frame in sorted(words):
-        if prev is not None and frame != prev + 1:
-            lines += [f"{frame_to_timecode(run_start)}\t{' '.join(run)}", ""]
+        if prev is not None and (frame != prev + 1 or one_word_per_line):
+            lines += [f"{frame_to_label(run_start + start.frames, start.mode)}\t{' '.join(run)}", ""]
             run = []
         if not run:
             run_start = frame
         run.append(words[frame])
         prev = frame
     if run:
-        lines += [f"{frame_to_timecode(run_start)}\t{' '.join(run)}", ""]
+        lines += [f"{frame_to_label(run_start + start.frames, start.mode)}\t{' '.join(run)}", ""]
     return "\n".join(lines) + "\n", report
