@@ -8,7 +8,7 @@ import pytest
 
 from core.services import timecode
 from core.services.captions import FPS, Caption
-from core.services.scc import EOC, write_scc
+from core.services.scc import eoc_frames, write_scc
 from core.services.timecode import DF, NDF, TimecodeError, frame_to_label, parse
 
 
@@ -48,14 +48,8 @@ def test_drop_frame_labels_skip_00_and_01_except_every_tenth_minute():
 
 
 def _eocs(scc: str, mode: str) -> list[int]:
-    """Frame of every EOC (sent twice on consecutive frames), read from the SCC's labels."""
-    words = {}
-    for line in scc.splitlines():
-        match = re.match(r"^(\d\d:\d\d:\d\d[:;]\d\d)\t(.*)$", line)
-        if match:
-            start = parse(match.group(1), mode).frames
-            words.update({start + i: w for i, w in enumerate(match.group(2).split())})
-    return [f for f in sorted(words) if words[f] == EOC and words.get(f - 1) != EOC]
+    """Frames (counted from 00:00:00) at which the SCC shows each caption."""
+    return eoc_frames(scc, timecode.Timecode(0, mode))
 
 
 CAPTIONS = [Caption(0.05, 1.5, ["At the very start"]), Caption(2.0, 4.0, ["Good evening", "and welcome."]),

@@ -26,7 +26,7 @@ from pycaption.scc.constants import (
 )
 
 from .captions import FPS, ROW_WIDTH, Caption
-from .timecode import ZERO, Timecode, frame_to_label
+from .timecode import ZERO, Timecode, frame_to_label, parse
 
 ENM, RCL, EOC, EDM = "94ae", "9420", "942f", "942c"
 _SPECIAL = {ch: code for code, ch in SPECIAL_CHARS.items()}
@@ -193,3 +193,15 @@ def write_scc(captions: Sequence[Caption], start: Timecode = ZERO, one_word_per_
     if run:
         lines += [f"{frame_to_label(run_start + start.frames, start.mode)}\t{' '.join(run)}", ""]
     return "\n".join(lines) + "\n", report
+
+
+def eoc_frames(text: str, start: Timecode = ZERO) -> list[int]:
+    """Read an SCC back: the frame (from the media's start) at which each caption is shown (its EOC)."""
+    words: dict[int, str] = {}
+    for line in text.splitlines():
+        label, _, codes = line.partition("\t")
+        if not codes:
+            continue
+        first = parse(label, start.mode).frames - start.frames
+        words.update({first + i: word for i, word in enumerate(codes.split())})
+    return [f for f in sorted(words) if words[f] == EOC and words.get(f - 1) != EOC]
