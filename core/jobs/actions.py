@@ -20,13 +20,18 @@ OUTPUT_KINDS = artifacts.KINDS
 
 def cancel(job_id: str, queue: QueueClient) -> dict:
     """Stop a pending or running job; what it published or staged is removed (nothing else)."""
-    job = queries.get(job_id)
-    if job.status not in ACTIVE:
-        raise JobError(f"job {job_id} is already {job.status}", 409)
-    done = record.transition(job_id, CANCELLED, only_from={job.status}, error="cancelled by operator",
-                             result=without_outputs(job.result))
-    if done is None:
-        raise JobError(f"job {job_id} changed state meanwhile; try again", 409)
+    for _ in range(5):   # a worker may publish between our read and our write: read again
+        job = queries.get(job_id)
+        if job.status not in ACTIVE:
+            raise JobError(f"job {job_id} is already {job.status}", 409)
+        seen = (job.result or {}).get("manifest")
+        done = record.transition(job_id, CANCELLED, only_from={job.status}, error="cancelled by operator",
+                                 result=without_outputs(job.result),
+                                 when=lambda j, seen=seen: (j.result or {}).get("manifest") == seen)
+        if done is not None:
+            break
+    else:
+        raise JobError(f"job {job_id} keeps changing; try again", 409)
     if job.task_id:
         queue.revoke(job.task_id, terminate=job.status == PROCESSING)
     remove_outputs(job)
@@ -37,7 +42,7 @@ def retry(job_id: str, queue: QueueClient) -> dict:
     job = queries.get(job_id)
     if job.status not in (FAILED, CANCELLED):
         raise JobError(f"only failed or cancelled jobs can be retried (job is {job.status})", 409)
-    if record.transition(job_id, PENDING, only_from={FAILED, CANCELLED}, error=None, result=None,
+    if record.transition(job_id, PENDING, only_from={FAILED, CANCELLED}, error=None, result=None, attempts=0,
                          publish=False) is None:
         raise JobError(f"job {job_id} changed state meanwhile; try again", 409)
     dispatch(job_id, queue)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..db import Job
-from ..services import artifacts, pipeline, storage, writers
+from ..services import artifacts, pipeline, source_guard, writers
 from ..services.errors import CaptionError
 from . import record, worker
 from .states import Stage
@@ -70,9 +70,9 @@ def run_captions(job: Job, settings: dict, report: Reporter) -> dict | None:
     options = _options(job, settings)
     timings: dict[str, float] = {}
     queued_at = calendar.timegm(job.created_at.timetuple()) + job.created_at.microsecond / 1e6
-    with storage.open_queued(job.source, job.source_stat, settings) as source, \
+    with source_guard.open_queued(job.source, job.source_stat, settings) as source, \
             heartbeat(job.id, settings["HEARTBEAT_SECONDS"]):
-        settled = storage.wait_until_settled(source, job.source_stat, queued_at, settings["SETTLE_SECONDS"],
+        settled = source_guard.wait_until_settled(source, job.source_stat, queued_at, settings["SETTLE_SECONDS"],
                                              on_wait=lambda: report(Stage.SETTLING.value, 0.0))
         started = time.monotonic()
         report(Stage.PROBING.value, 0.0)
@@ -81,7 +81,7 @@ def run_captions(job: Job, settings: dict, report: Reporter) -> dict | None:
         transcript, captions = pipeline.transcribe_media(info, options, report, timings)
         with artifacts.writing(Path(job.output_dir), Path(job.source).name, job.id) as staging:
             pipeline.stage_sidecars(staging, info, transcript, captions, options)
-            storage.check_unchanged(source, settled)
+            source_guard.check_unchanged(source, settled)
             if not worker.is_processing(job.id):
                 return None
             run, manifest = staging.publish(list(artifacts.SIDECAR_KINDS), settings["OUTPUT_CONFLICT"])
@@ -98,10 +98,10 @@ def run_render(job: Job, settings: dict, report: Reporter) -> dict | None:
     result = job.result or {}
     timings: dict[str, float] = {}
     settled = result.get("source_settled")
-    with storage.open_queued(job.source, job.source_stat, settings) as source, \
+    with source_guard.open_queued(job.source, job.source_stat, settings) as source, \
             heartbeat(job.id, settings["HEARTBEAT_SECONDS"]):
         if settled:
-            storage.check_unchanged(source, settled)
+            source_guard.check_unchanged(source, settled)
         info = pipeline.prepare(source.read_path, True, label=job.source)
         caption_json = Path(result.get("outputs", {}).get("json", ""))
         try:
@@ -111,7 +111,7 @@ def run_render(job: Job, settings: dict, report: Reporter) -> dict | None:
         with artifacts.writing(Path(job.output_dir), Path(job.source).name, job.id) as staging:
             render = pipeline.stage_video(staging, info, captions, settings, report, timings)
             if settled:
-                storage.check_unchanged(source, settled)
+                source_guard.check_unchanged(source, settled)
             if not worker.is_processing(job.id):
                 return None
             _, manifest = staging.publish(["video"], settings["OUTPUT_CONFLICT"], run=result.get("run"))

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..db import Job
 from ..services import artifacts, pipeline
 from . import queries, record
+from .errors import JobError
 from .states import COMPLETED, FAILED, PENDING, PROCESSING, Stage, overall_progress
 
 
@@ -36,8 +37,16 @@ def report_progress(job_id: str, stage: str, fraction: float) -> None:
                       progress=overall_progress(stage, fraction, burn_in))
 
 
+def _still_running(job_id: str) -> Job | None:
+    try:
+        job = queries.get(job_id)
+    except JobError:          # deleted meanwhile
+        return None
+    return job if job.status == PROCESSING else None
+
+
 def is_processing(job_id: str) -> bool:
-    return queries.get(job_id).status == PROCESSING
+    return _still_running(job_id) is not None
 
 
 def _merged(job: Job, result: dict, manifest: list[dict]) -> dict:
@@ -52,10 +61,10 @@ def _merged(job: Job, result: dict, manifest: list[dict]) -> dict:
 def captions_published(job_id: str, result: dict, manifest: list[dict], render_follows: bool) -> bool:
     """The caption files are in place: complete the job, or hand it to the render queue.
 
-    False if the job was cancelled meanwhile (the caller then removes what it published).
+    False if the job was cancelled or deleted meanwhile (the caller then removes what it published).
     """
-    job = queries.get(job_id)
-    if job.status != PROCESSING:
+    job = _still_running(job_id)
+    if job is None:
         return False
     merged = _merged(job, result, manifest)
     if render_follows:
@@ -68,8 +77,8 @@ def captions_published(job_id: str, result: dict, manifest: list[dict], render_f
 
 
 def video_published(job_id: str, result: dict, manifest: list[dict]) -> bool:
-    job = queries.get(job_id)
-    if job.status != PROCESSING:
+    job = _still_running(job_id)
+    if job is None:
         return False
     merged = _merged(job, result, manifest)
     return record.transition(job_id, COMPLETED, only_from={PROCESSING}, result=merged, stage=None,
