@@ -52,6 +52,30 @@ CAPTION_ROWS = 2
 # Burn the captions into a captioned H.264 rendition.
 BURN_IN = True
 
+# Programme timecode of the SCC: captions are placed on the programme's
+# timeline, so a caption at 0.05 s of a programme starting at 01:00:00;00
+# shows at 01:00:00;01 with its load in the pre-roll.  "HH:MM:SS;FF" or
+# "HH:MM:SS:FF", or "source" for the file's own timecode (a MOV/MXF timecode
+# track or tag; the default when it has none).
+START_TIMECODE = "00:00:00;00"
+
+# SCC timecode labels: "df" (drop-frame, HH:MM:SS;FF, stays on the wall
+# clock) or "ndf" (non-drop, HH:MM:SS:FF, 30 labels a second).
+TIMECODE_MODE = "df"
+
+# Also make a QuickTime file with the source's streams copied and a CEA-608
+# caption track (c608), for facilities that ingest captions inside the file.
+MOV_OUTPUT = False
+
+# QC report on every job: "broadcast-608" (32 columns, 1-6 s, 2-frame gaps,
+# in time within a frame, 20 characters a second), "netflix-like" (5/6-7 s,
+# 17 characters a second) or "dcmp" (225 words a minute, 2 rows).
+QC_PROFILE = "broadcast-608"
+
+# Flag captions that run across a scene cut (one low-resolution decode of the
+# picture with FFmpeg's scene score; about 100x realtime at 720p here).
+QC_SHOT_CHANGES = True
+
 # x264 settings of the captioned rendition.  "veryfast" is the fastest preset
 # whose picture, caption legibility and bitrate stay level with x264's default
 # ("medium"); ultrafast/superfast double the file or worse.  Measured by
@@ -59,6 +83,12 @@ BURN_IN = True
 # edges clean.
 RENDER_PRESET = "veryfast"
 RENDER_CRF = 20
+
+# Largest picture (width x height, in pixels) the captioned rendition is made
+# for: 4096x2160.  With burn-in on, a larger source is refused at submission
+# with the reason (a 10,000x10,000 source drove FFmpeg to 3.5 GB of memory);
+# with burn-in off it is captioned (sidecar files only).
+MAX_RENDER_PIXELS = 4096 * 2160
 
 # --- Storage -------------------------------------------------------------------
 
@@ -141,6 +171,15 @@ VAR_DIR = "var"
 
 DASHBOARD_HOST = "127.0.0.1"
 DASHBOARD_PORT = 5050
+
+# Host names the dashboard answers to (any port), against DNS rebinding: a
+# request whose Host header is another name gets a 400, on every page, API
+# route and Socket.IO.  Always allowed: localhost, 127.0.0.1, ::1,
+# DASHBOARD_HOST and the IP address a request arrived on; list here the names
+# operators type in the browser, e.g. ["captions.example.com"] (separated by
+# ':' in the environment, so put IPv6 addresses in config.py).  ["*"] turns
+# the check off (behind a reverse proxy that checks Host itself).
+ALLOWED_HOSTS = []
 
 # Token for REST and Socket.IO clients; required when the dashboard listens
 # beyond loopback.  Empty: no token (loopback only).

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import hmac
 import mimetypes
 import os
 from urllib.parse import urlsplit
 
 from flask import Flask, jsonify, request, session
-from werkzeug.exceptions import HTTPException
 
 from .. import db, events
 from ..celery_app import celery_init_app
 from ..config import PROJECT_ROOT, load_settings
-from ..jobs.errors import JobError, RejectedBatch
 from ..queue import QueueClient
-from ..services.errors import CaptionError
-from . import browse, jobs, live, pages, system
-
+from . import auth, browse, errors, hosts, jobs, live, pages, system
 
 mimetypes.add_type("text/vtt", ".vtt")
+# Same-origin everything: 'self' in connect-src covers the page's own ws:/wss: (CSP 3), so the
+# Socket.IO client can reach this dashboard and nothing else; no form posts elsewhere, no framing.
+CSP = ("default-src 'self'; media-src 'self' blob:; img-src 'self' data:; style-src 'self'; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'")
 
 
 def create_app(settings: dict | None = None, queue: QueueClient | None = None,
@@ -32,6 +31,9 @@ def create_app(settings: dict | None = None, queue: QueueClient | None = None,
         events.configure(settings["REDIS_URL"])
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "core" / "templates"),
                 static_folder=str(PROJECT_ROOT / "static"))
+    app.request_class = errors.Request
+    allowed = hosts.allowed_hosts(settings)
+    limiter = app.extensions["login_limiter"] = auth.LoginLimiter()
     app.config["CAPTION_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_UPLOAD_MB"] * 1024 * 1024
     app.json.sort_keys = False
@@ -49,6 +51,13 @@ def create_app(settings: dict | None = None, queue: QueueClient | None = None,
     app.register_blueprint(pages.bp)
 
     @app.before_request
+    def known_host_only():
+        """DNS rebinding: a page on another site, its name resolving here, sends its own name as Host."""
+        if not hosts.host_allowed(request.environ, allowed):
+            return jsonify(error=hosts.refusal(request.environ)), 400
+        return None
+
+    @app.before_request
     def same_origin_only():
         """A page on another site must not make an operator's browser change state here."""
         if request.method in ("GET", "HEAD", "OPTIONS"):
@@ -63,8 +72,13 @@ def create_app(settings: dict | None = None, queue: QueueClient | None = None,
         token = settings["API_TOKEN"]
         if not token or not request.path.startswith("/api/") or session.get("authenticated"):
             return None
-        given = request.headers.get("X-API-Token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        given = auth.token_from_headers(request.headers)
+        if given is None:
+            return jsonify(error="missing or wrong API token (send X-API-Token or Authorization: Bearer)"), 401
+        accepted, wait = auth.check(limiter, request.remote_addr or "", given, token)
+        if wait:
+            return jsonify(error=f"too many wrong tokens; try again in {wait} s"), 429, {"Retry-After": str(wait)}
+        if not accepted:
             return jsonify(error="missing or wrong API token (send X-API-Token or Authorization: Bearer)"), 401
         return None
 
@@ -73,29 +87,8 @@ def create_app(settings: dict | None = None, queue: QueueClient | None = None,
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "DENY")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
-        resp.headers.setdefault("Content-Security-Policy", "default-src 'self'; media-src 'self' blob:; "
-                                "img-src 'self' data:; style-src 'self'; connect-src 'self' ws: wss:")
+        resp.headers.setdefault("Content-Security-Policy", CSP)
         return resp
 
-    @app.errorhandler(JobError)
-    def job_error(err: JobError):
-        body = {"error": str(err)}
-        if isinstance(err, RejectedBatch):
-            body.update(total_files=err.total, valid_paths=0, queued=[], rejected=err.rejected)
-        return jsonify(body), err.status
-
-    @app.errorhandler(CaptionError)
-    def caption_error(err: CaptionError):
-        return jsonify(error=str(err)), 400
-
-    @app.errorhandler(HTTPException)
-    def http_error(err: HTTPException):
-        messages = {413: f"upload is larger than the {settings['MAX_UPLOAD_MB']} MB limit"}
-        return jsonify(error=messages.get(err.code, err.description)), err.code
-
-    @app.errorhandler(Exception)
-    def unexpected(err: Exception):
-        app.logger.exception("unhandled error")
-        return jsonify(error=f"internal error: {type(err).__name__}"), 500
-
+    errors.register(app, settings)
     return app

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, send_file
+from flask import Blueprint, jsonify, request
 
 from ..jobs import queries
 from ..jobs.errors import JobError
 from ..services import analytics, browser, storage
+from . import files
 from .helpers import int_arg, settings
 
 bp = Blueprint("browse", __name__)
@@ -28,7 +29,7 @@ def browse():
                               page_size=int_arg("page_size", 200, 1, 1000),
                               videos_only=args.get("videos_only") in ("1", "true"))
     videos = [item for item in listing["items"] if item["is_video"]]
-    done = queries.captioned([item["path"] for item in videos])
+    done = queries.captioned([item["path"] for item in videos if storage.is_file_name_text(item["path"])])
     for item in videos:
         item["captioned"] = item["path"] in done
     return jsonify(listing)
@@ -50,5 +51,4 @@ def analytics_summary():
 @bp.get("/jobs/<job_id>/source")
 def source(job_id: str):
     """The job's source file, for the QC preview (confined to the storage roots)."""
-    path = storage.resolve_source(queries.get(job_id).source, settings())
-    return send_file(path, conditional=True)
+    return files.send_source(storage.resolve_source(queries.get(job_id).source, settings()))

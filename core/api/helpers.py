@@ -21,6 +21,6 @@ def int_arg(name: str, default: int, low: int = 1, high: int = 10**9) -> int:
     raw = request.args.get(name, "")
     if not raw:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)) or not low <= int(raw) <= high:
         raise JobError(f"{name} must be an integer from {low} to {high}")
     return int(raw)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from flask import Blueprint, jsonify, request, send_file, url_for
-from werkzeug.utils import secure_filename
+from flask import Blueprint, jsonify, request, url_for
 
 from ..config import project_path
 from ..jobs import actions, queries, submission
 from ..jobs.errors import JobError
+from ..services import storage
+from . import files
 from .helpers import int_arg, queue, settings
 
 bp = Blueprint("jobs", __name__)
@@ -49,7 +50,7 @@ def upload():
         if not (form["rows"].isascii() and form["rows"].isdigit()):
             raise JobError("rows must be an integer")
         options["rows"] = int(form["rows"])
-    name = secure_filename(file.filename) or "upload"
+    name = storage.safe_file_name(file.filename)
     folder = project_path(settings()["UPLOAD_DIR"]) / datetime.now(timezone.utc).strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.uuid4().hex[:8]}-{name}"
@@ -96,9 +97,7 @@ def delete(job_id: str):
 
 @bp.get("/jobs/<job_id>/outputs/<kind>")
 def download(job_id: str, kind: str):
-    path = actions.output_file(job_id, kind)
-    return send_file(path, as_attachment=request.args.get("inline") is None, download_name=path.name,
-                     conditional=True)
+    return files.send_output(actions.output_file(job_id, kind), kind, inline=request.args.get("inline") is not None)
 
 
 @bp.get("/batches/<batch_id>")

@@ -6,7 +6,7 @@ browsers watch, and only while at least one is connected.
 
 from __future__ import annotations
 
-import hmac
+import json
 import logging
 import threading
 import time
@@ -15,6 +15,8 @@ from flask import current_app, request, session
 from flask_socketio import SocketIO
 
 from ..services import queue_inspect
+from . import auth as tokens
+from . import hosts
 
 log = logging.getLogger(__name__)
 socketio = SocketIO()
@@ -86,19 +88,43 @@ watchers = monitor = QueueMonitor()
 def init_socketio(app, settings: dict, async_mode: str | None = None) -> SocketIO:
     socketio.init_app(app, message_queue=settings["REDIS_URL"], async_mode=async_mode,
                       cors_allowed_origins=None, manage_session=False)
+    # Socket.IO's middleware answers /socket.io/ before Flask sees the request: check the Host in
+    # front of it, so a foreign name gets a 400 at the handshake (on_connect checks again).
+    app.wsgi_app = KnownHostOnly(app.wsgi_app, hosts.allowed_hosts(settings))
     return socketio
+
+
+class KnownHostOnly:
+    """WSGI middleware: a request whose Host is not a name of this dashboard gets a 400."""
+
+    def __init__(self, wsgi_app, allowed):
+        self.wsgi_app, self.allowed = wsgi_app, allowed
+
+    def __call__(self, environ, start_response):
+        if hosts.host_allowed(environ, self.allowed):
+            return self.wsgi_app(environ, start_response)
+        log.warning("refused a request for Host %r", environ.get("HTTP_HOST", "")[:100])
+        body = json.dumps({"error": hosts.refusal(environ)}).encode()
+        start_response("400 BAD REQUEST", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
 
 
 def _authorised(auth) -> bool:
     token = current_app.config["CAPTION_SETTINGS"]["API_TOKEN"]
-    if not token:
+    if not token or session.get("authenticated") is True:
         return True
-    given = (auth or {}).get("token", "") if isinstance(auth, dict) else ""
-    return session.get("authenticated") is True or hmac.compare_digest(str(given).encode(), token.encode())
+    given = auth.get("token") if isinstance(auth, dict) else None
+    if given is None:
+        return False
+    accepted, _ = tokens.check(current_app.extensions["login_limiter"], request.remote_addr or "", given, token)
+    return accepted
 
 
 @socketio.on("connect")
 def on_connect(auth=None):
+    if not hosts.host_allowed(request.environ, hosts.allowed_hosts(current_app.config["CAPTION_SETTINGS"])):
+        log.warning("refused Socket.IO connection for Host %r", request.environ.get("HTTP_HOST", "")[:100])
+        return False
     if not _authorised(auth):
         log.warning("refused Socket.IO connection from %s", request.remote_addr)
         return False

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
-
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from ..jobs.states import public_vocabulary
 from ..jobs.submission import BUNDLED_MODELS
 from ..queue import INSPECT_METHODS
 from ..services.captions import MAX_ROWS
+from . import auth
 
 bp = Blueprint("pages", __name__)
 
@@ -34,10 +33,24 @@ def index():
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
+    error, status, headers = None, 200, {}
+    if not _token():
+        return redirect(url_for("pages.index"))          # nothing to log in to
     if request.method == "POST":
-        if _token() and hmac.compare_digest(request.form.get("token", "").encode(), _token().encode()):
+        limiter = current_app.extensions["login_limiter"]
+        accepted, wait = auth.check(limiter, request.remote_addr or "", request.form.get("token", ""), _token())
+        if accepted:
+            session.clear()
             session["authenticated"] = True
             return redirect(url_for("pages.index"))
-        error = "wrong token"
-    return render_template("login.html", error=error), 401 if error else 200
+        if wait:
+            error, status, headers = f"too many wrong tokens; try again in {wait} s", 429, {"Retry-After": str(wait)}
+        else:
+            error, status = "wrong token", 401
+    return render_template("login.html", error=error), status, headers
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("pages.login"))

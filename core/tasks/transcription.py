@@ -9,6 +9,8 @@ from celery import shared_task
 from celery.utils.log import get_task_logger
 
 from ..jobs import execute, submission, worker
+from ..services import models
+from ..services.errors import InputError, OptionError
 from .runtime import TRANSIENT, failure_message, queue_client, settings
 
 log = get_task_logger(__name__)
@@ -27,6 +29,7 @@ def transcribe_video(self, job_id: str) -> dict:
     if job is None:
         return {"job_id": job_id, "skipped": True}
     try:
+        _check_options(job, settings())
         result = execute.run_captions(job, settings(), _reporter(self, job_id))
     except Exception as err:  # noqa: BLE001 - every failure ends the job with its reason, or is retried
         return _failed(self, job, err)
@@ -48,6 +51,20 @@ def generate_captioned_video(self, job_id: str) -> dict:
     except Exception as err:  # noqa: BLE001
         return _failed(self, job, err)
     return {"job_id": job_id, **(result or {"cancelled": True})}
+
+
+def _check_options(job, s: dict) -> None:
+    """A job whose model or language this worker cannot honour (a record from an older release, or edited
+    by hand; submission refuses them) fails at once with the reason: no model download at run time, no
+    silent switch to another language."""
+    options = job.options or {}
+    model = options.get("model") or s["WHISPER_MODEL"]
+    try:
+        english = models.english_only(model, s)
+        if options.get("language"):
+            models.check_language(options["language"], model, english)
+    except OptionError as err:
+        raise InputError(job.source, str(err)) from None
 
 
 def _reporter(task, job_id: str) -> execute.Reporter:
