@@ -10,8 +10,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+from sqlalchemy import text
+
 from ..config import project_path
+from ..db import database_url, get_engine
+from ..embedded import redis_reachable
 from ..queue import REAPER_LAST_RUN_KEY, QueueClient
+from .models import resolve_model
 
 
 @dataclass
@@ -23,8 +29,6 @@ class Check:
 
 
 def _redis(settings) -> Check:
-    from ..embedded import redis_reachable
-
     url = settings["REDIS_URL"]
     if redis_reachable(url, 2.0):
         return Check("redis", True, url)
@@ -49,10 +53,6 @@ def _workers(queue: QueueClient, redis_ok: bool) -> Check:
 
 
 def _database(settings) -> Check:
-    from sqlalchemy import text
-
-    from ..db import database_url, get_engine
-
     url = database_url(settings)
     try:
         with get_engine(url).connect() as conn:
@@ -74,8 +74,6 @@ def _ffmpeg() -> Check:
 
 
 def _model(settings) -> Check:
-    from .models import resolve_model
-
     name = settings["WHISPER_MODEL"]
     try:
         resolved = resolve_model(name)
@@ -108,8 +106,6 @@ def _recovery(settings, redis_ok: bool) -> Check:
     """Whether a reaper (every worker runs one on a timer; beat may too) has run lately."""
     if not redis_ok:
         return Check("recovery", False, "not checked: Redis is unreachable")
-    import redis
-
     raw = redis.Redis.from_url(settings["REDIS_URL"], socket_timeout=2).get(REAPER_LAST_RUN_KEY)
     limit = 3 * settings["REAPER_INTERVAL"] + 30
     if raw:

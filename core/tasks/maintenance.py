@@ -57,11 +57,13 @@ def reap_once(queue: QueueClient, runner: str) -> dict:
 
 def _reaper_loop(name: str) -> None:
     queue = QueueClient(create_celery(settings(), include_tasks=False), settings())
-    while not _stop.wait(settings()["REAPER_INTERVAL"]):
+    while True:
         try:
             reap_once(queue, name)
         except Exception:  # noqa: BLE001 - Redis or the database away for a moment: try again next time
             log.warning("reaper pass failed", exc_info=True)
+        if _stop.wait(settings()["REAPER_INTERVAL"]):
+            return
 
 
 @worker_ready.connect
