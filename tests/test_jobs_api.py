@@ -305,7 +305,7 @@ def _cli(system, *args):
 def test_cli_check_reports_each_component(system):
     out = _cli(system, "check")
     assert out.returncode == 0, out.stdout + out.stderr
-    for name in ("redis", "workers", "database", "ffmpeg", "model", "storage"):
+    for name in ("redis", "workers", "recovery", "database", "ffmpeg", "model", "storage"):
         assert any(line.startswith("OK") and f" {name} " in line + " " for line in out.stdout.splitlines()), name
     assert "transcribe" in out.stdout and "render" in out.stdout
     broken = subprocess.run([sys.executable, "-m", "core.cli", "check"], capture_output=True, text=True,
