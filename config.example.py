@@ -121,7 +121,9 @@ MAX_UPLOAD_MB = 4096
 
 # --- Queue and jobs ------------------------------------------------------------------
 
-# Redis for the Celery broker, results and Socket.IO messages.
+# Redis for the Celery broker, results and Socket.IO messages.  When nothing
+# answers here, start_dashboard.py starts its own redis-server on this port
+# (loopback hosts only); a Redis it did not start is used with a warning.
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # Job history.  SQLite under var/ suits one machine; use PostgreSQL

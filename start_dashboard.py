@@ -1,9 +1,10 @@
 """Start the captioning dashboard (pages, REST API, Socket.IO) on 127.0.0.1:5050.
 
-When Redis is unreachable it starts an embedded ``redis-server`` (data under
-var/redis, append-only persistence, so queued jobs survive a restart), and it
-runs a supervised Celery worker with beat (restarted if it dies).  Use
-``--no-redis`` / ``--no-worker`` where Redis and workers live elsewhere.
+When nothing answers at REDIS_URL it starts an embedded ``redis-server`` on
+that URL's port (loopback only; data under var/redis, append-only persistence,
+so queued jobs survive a restart; a Redis it did not start is used with a
+warning), and it runs a supervised Celery worker with beat (restarted if it
+dies).  Use ``--no-redis`` / ``--no-worker`` where Redis and workers live elsewhere.
 Ctrl-C stops everything: the worker shuts down warm, nothing is orphaned.
 
     python start_dashboard.py [--host H] [--port P] [--no-redis] [--no-worker] [--async-mode M]
@@ -34,24 +35,50 @@ if ASYNC_MODE == "eventlet":
     eventlet.monkey_patch()
 
 import argparse  # noqa: E402
-import ipaddress  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from core.config import load_settings, project_path  # noqa: E402
-from core.embedded import RedisServer, Worker, redis_reachable  # noqa: E402
+from core.embedded import (  # noqa: E402
+    RedisServer, Worker, is_loopback, our_redis, redacted, redis_address, redis_reachable)
 
 log = logging.getLogger("start_dashboard")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def local_redis(url: str, var: Path, no_redis: bool) -> RedisServer | None:
+    """Make sure Redis answers at ``url``; the embedded redis-server to stop on exit, if we run one.
+
+    Ours has its pid in var/run/redis.pid and its data in var/redis: started
+    here on the URL's port (a loopback host) when nothing answers, or taken
+    back when an earlier dashboard was killed and left it running.  Any other
+    Redis answering there is used as it is, with a warning: it is not ours to stop.
+    """
+    data, pidfile, shown = var / "redis", var / "run" / "redis.pid", redacted(url)
+    if redis_reachable(url):
+        pid = None if no_redis else our_redis(url, pidfile, data)
+        if pid:
+            log.info("using the embedded redis-server left running at %s (pid %s, data in %s)", shown, pid, data)
+            return RedisServer.adopt(data, url, pid)
+        if no_redis:
+            log.info("using Redis at %s", shown)
+        else:
+            log.warning("Redis at %s was not started by this dashboard (no pid in %s for it): using it as it is; "
+                        "its data is not in %s and it is left running on exit", shown, pidfile, data)
+        return None
+    if no_redis:
+        raise SystemExit(f"Redis at {shown} is unreachable")
+    host, port, password = redis_address(url)
+    if not is_loopback(host):
+        raise SystemExit(f"Redis at {shown} is unreachable; an embedded redis-server can only stand in for one on "
+                         "this machine (a loopback host in REDIS_URL)")
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        redis = RedisServer(data, port=port, host=host, pidfile=pidfile, password=password).start()
+    except RuntimeError as err:
+        raise SystemExit(f"could not start an embedded redis-server for {shown}: {err}") from None
+    log.info("started embedded redis-server at %s (pid %s, data in %s)", shown, redis.pid, data)
+    return redis
 
 
 class Supervisor(threading.Thread):
@@ -78,31 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--async-mode", choices=("eventlet", "threading"), default=ASYNC_MODE,
                         help="Socket.IO server mode (default: SOCKETIO_ASYNC_MODE, eventlet)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    if not _is_loopback(args.host) and not settings["API_TOKEN"]:
+    if not is_loopback(args.host) and not settings["API_TOKEN"]:
         print(f"refusing to listen on {args.host} without API_TOKEN: set it in config.py or the environment",
               file=sys.stderr)
         return 2
 
     var = project_path(settings["VAR_DIR"])
-    redis = None
-    if not redis_reachable(settings["REDIS_URL"]):
-        if args.no_redis or "REDIS_URL" in os.environ:
-            print(f"Redis at {settings['REDIS_URL']} is unreachable", file=sys.stderr)
-            if args.no_redis:
-                return 1
-        if not args.no_redis:
-            port = int(os.environ.get("EMBEDDED_REDIS_PORT", "6380"))
-            embedded_url = f"redis://127.0.0.1:{port}/0"
-            if redis_reachable(embedded_url):  # left running by a dashboard that was killed
-                os.environ["REDIS_URL"] = embedded_url
-                log.info("using the embedded redis-server already running at %s", embedded_url)
-            else:
-                redis = RedisServer(var / "redis", port=port).start()
-                os.environ["REDIS_URL"] = redis.url
-                log.info("started embedded redis-server at %s (data in %s)", redis.url, redis.data_dir)
-    settings = load_settings()
+    redis = local_redis(settings["REDIS_URL"], var, args.no_redis)
 
     worker = supervisor = None
     if not args.no_worker:

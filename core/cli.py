@@ -21,8 +21,15 @@ from .services.errors import CaptionError
 def _caption(args: argparse.Namespace) -> int:
     from .services.pipeline import CaptionOptions, caption_file
 
-    options = CaptionOptions(model=args.model or "", language=args.language or "",
-                             burn_in=not args.no_burn_in, rows=args.rows)
+    try:
+        options = CaptionOptions(model=args.model or "", language=args.language or "",
+                                 burn_in=not args.no_burn_in, rows=args.rows,
+                                 start_timecode=args.start_timecode or "",
+                                 timecode_mode="ndf" if args.non_drop_frame else "", mov=args.mov,
+                                 qc_profile=args.qc_profile or "")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     failures = 0
     for video in args.videos:
         try:
@@ -82,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     cap.add_argument("--no-burn-in", action="store_true", help="write caption files only")
     cap.add_argument("--rows", type=int, default=2, choices=range(1, MAX_ROWS + 1),
                      help="rows per pop-on caption (default 2)")
+    cap.add_argument("--start-timecode", metavar="HH:MM:SS;FF",
+                     help="programme start of the SCC (HH:MM:SS;FF or HH:MM:SS:FF), or 'source' for the file's own "
+                          "timecode (default: START_TIMECODE, 00:00:00;00)")
+    cap.add_argument("--non-drop-frame", action="store_true", help="non-drop-frame SCC labels (HH:MM:SS:FF)")
+    cap.add_argument("--mov", action="store_true",
+                     help="also a QuickTime file: the source's streams copied, plus a CEA-608 caption track")
+    cap.add_argument("--qc-profile", help="house profile of the QC report: broadcast-608, netflix-like, dcmp "
+                                          "(default: QC_PROFILE)")
     cap.add_argument("-v", "--verbose", action="store_true")
     cap.set_defaults(run=_caption)
     sub.add_parser("check", help="verify the infrastructure and say how to fix what is wrong").set_defaults(run=_check)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .config import PROJECT_ROOT
 
@@ -48,24 +50,67 @@ def redis_reachable(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-class RedisServer:
-    """A private ``redis-server`` with append-only persistence under ``data_dir``."""
+def redis_address(url: str) -> tuple[str, int, str | None]:
+    """(host, port, password) of a ``redis://`` URL (Redis's defaults where it names none)."""
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379, parts.password
 
-    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = True):
+
+def redacted(url: str) -> str:
+    """``url`` with its password hidden, for logs and messages."""
+    password = urlsplit(url).password
+    return url.replace(f":{password}@", ":***@", 1) if password else url
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RedisServer:
+    """A private ``redis-server`` with append-only persistence under ``data_dir``.
+
+    With a ``pidfile`` it can be recognised later as ours (``our_redis``) and taken back
+    (``adopt``) by a dashboard started after the one that started it was killed.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = True, host: str = "127.0.0.1",
+                 pidfile: Path | None = None, password: str | None = None):
         self.data_dir, self.port, self.persist = Path(data_dir), port or free_port(), persist
+        self.host = "127.0.0.1" if host == "localhost" else host
+        self.pidfile, self.password = (Path(pidfile) if pidfile else None), password
         self.proc: subprocess.Popen | None = None
+        self.pid: int | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"redis://{':' + self.password + '@' if self.password else ''}{host}:{self.port}/0"
+
+    @classmethod
+    def adopt(cls, data_dir: Path, url: str, pid: int) -> "RedisServer":
+        host, port, password = redis_address(url)
+        server = cls(data_dir, port, host=host, password=password)
+        server.pid = pid
+        return server
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
         if not shutil.which("redis-server"):
             raise RuntimeError("redis-server is not installed (run scripts/setup.sh)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+        args = ["redis-server", "--port", str(self.port), "--bind", self.host, "--dir", str(self.data_dir),
                 "--save", "", "--appendonly", "yes" if self.persist else "no", "--protected-mode", "yes"]
+        if self.pidfile:
+            self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+            args += ["--pidfile", str(self.pidfile.absolute())]
+        if self.password:
+            args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=open(self.data_dir / "redis.log", "ab"), stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -82,7 +127,35 @@ class RedisServer:
             if not _wait(self.proc, timeout):
                 self.proc.kill()
                 _wait(self.proc, 10)
-        self.proc = None
+        elif self.proc is None and self.pid and _alive(self.pid):   # adopted: not our child
+            os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(self.pid) and time.monotonic() < deadline:
+                _sleep(0.1)
+        self.proc = self.pid = None
+
+
+def our_redis(url: str, pidfile: Path, data_dir: Path) -> int | None:
+    """The pid of the redis-server answering at ``url`` if it is the one we started:
+    its pid is in ``pidfile`` and it keeps its data in ``data_dir``."""
+    import redis
+
+    pid = pid_running(pidfile, "redis-server")
+    if pid is None:
+        return None
+    try:
+        answering = redis.Redis.from_url(url, socket_timeout=2).info("server").get("process_id")
+        workdir = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except Exception:  # noqa: BLE001 - anything unclear means "not ours"
+        return None
+    return pid if answering == pid and workdir.resolve() == Path(data_dir).resolve() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
 
 
 def pid_running(pidfile: Path | None, marker: str) -> int | None:
@@ -133,13 +206,7 @@ class Worker:
     def alive(self) -> bool:
         if self.proc is not None:
             return self.proc.poll() is None
-        if self.pid is None:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        return Path(f"/proc/{self.pid}/stat").read_text().split()[2] != "Z"
+        return self.pid is not None and _alive(self.pid)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Warm shutdown (finish or requeue the current task), then kill the group if it hangs."""

@@ -200,7 +200,7 @@ function updateJobRow(row, job) {
   const progress = row.querySelector(".progress");
   if (progress) progress.replaceWith(bar(job.progress));
   const stage = row.querySelector(".stage");
-  if (stage) stage.textContent = stageLabel(job.stage) || job.status;
+  if (stage) stage.textContent = job.stage_label || stageLabel(job.stage) || job.status;
   const status = row.querySelector(".status");
   if (status) { status.textContent = job.status; status.className = `status s-${job.status}`; }
   const eta = row.querySelector(".eta");
@@ -215,7 +215,7 @@ function renderQueue(snap) {
   const fileOf = t => t.file ? baseName(t.file) : `${t.name} ${t.task_id}`;
   const empty = (n, text) => [h("tr", {}, h("td", { colspan: n, class: "muted" }, text))];
   const active = snap.active.map(t => h("tr", { "data-job": t.job_id || "" }, h("td", { title: t.file || "" }, fileOf(t)),
-    h("td", {}, t.worker), h("td", { class: "stage" }, stageLabel(t.stage) || t.status || t.name.split(".").pop()), h("td", {}, bar(t.progress)),
+    h("td", {}, t.worker), h("td", { class: "stage" }, (t.job && t.job.stage_label) || stageLabel(t.stage) || t.status || t.name.split(".").pop()), h("td", {}, bar(t.progress)),
     h("td", { class: "eta" }, fmtEta(t.estimated_completion)), h("td", {}, cancelButton(t.job_id))));
   $("#q-active").replaceChildren(...(active.length ? active : empty(6, "Nothing running")));
   const reserved = snap.reserved.map(t => h("tr", { "data-job": t.job_id || "" }, h("td", {}, fileOf(t)), h("td", {}, t.worker),
@@ -256,6 +256,9 @@ async function showJob(jobId) {
   const outputs = (job.result && job.result.outputs) || {};
   const links = Object.keys(outputs).map(kind => h("a", { href: `/api/jobs/${jobId}/outputs/${kind}` }, kind.toUpperCase()));
   const actions = [];
+  const revision = job.result && job.result.revision;
+  if (revision) actions.push(h("button", { class: "primary", id: "edit-captions", onclick: () => openEditor(jobId) },
+    "Edit captions"));
   if (["failed", "cancelled"].includes(job.status)) actions.push(h("button", { onclick: async () => { await api(`/api/jobs/${jobId}/retry`, { method: "POST" }); showJob(jobId); } }, "Retry"));
   if (vocab.active.includes(job.status)) actions.push(cancelButton(jobId));
   actions.push(h("button", { class: "danger", onclick: async () => {
@@ -265,11 +268,12 @@ async function showJob(jobId) {
   } }, "Delete"));
   const detail = $("#job-detail");
   const existing = detail.querySelector("video");
-  const preview = existing && existing.dataset.job === jobId && existing.dataset.kind === (outputs.video ? "video" : "source")
+  const preview = existing && existing.dataset.job === jobId && existing.dataset.output === (outputs.video || outputs.vtt || "")
     ? existing : previewPlayer(jobId, outputs);
   detail.replaceChildren(
     h("h2", {}, baseName(job.source)), h("p", { class: "muted" }, job.source),
-    h("dl", {}, h("dt", {}, "Status"), h("dd", { class: `s-${job.status}` }, `${job.status}${job.stage ? ` (${stageLabel(job.stage)})` : ""}`),
+    h("dl", {}, h("dt", {}, "Status"), h("dd", { class: `s-${job.status}` }, `${job.status}${job.stage ? ` (${job.stage_label || stageLabel(job.stage)})` : ""}`),
+      revision ? [h("dt", {}, "Captions"), h("dd", {}, revision > 1 ? `revision ${revision} (edited)` : "revision 1 (machine)")] : "",
       h("dt", {}, "Progress"), h("dd", {}, bar(job.progress)),
       h("dt", {}, "Worker"), h("dd", {}, job.worker || ""), h("dt", {}, "Started"), h("dd", {}, fmtTime(job.started_at)),
       h("dt", {}, "Completed"), h("dd", {}, fmtTime(job.completed_at)),
@@ -284,12 +288,13 @@ async function showJob(jobId) {
 function previewPlayer(jobId, outputs) {
   if (outputs.video) {
     return h("video", { controls: true, preload: "metadata", class: "preview", "data-job": jobId, "data-kind": "video",
-      src: `/api/jobs/${jobId}/outputs/video?inline=1` });
+      "data-output": outputs.video, src: `/api/jobs/${jobId}/outputs/video?inline=1&v=${encodeURIComponent(baseName(outputs.video))}` });
   }
   if (!outputs.vtt) return null;
   const video = h("video", { controls: true, preload: "metadata", class: "preview", "data-job": jobId, "data-kind": "source",
-    src: `/api/jobs/${jobId}/source` },
-    h("track", { kind: "captions", srclang: "en", label: "Captions", default: true, src: `/api/jobs/${jobId}/outputs/vtt?inline=1` }));
+    "data-output": outputs.vtt, src: `/api/jobs/${jobId}/source` },
+    h("track", { kind: "captions", srclang: "en", label: "Captions", default: true,
+      src: `/api/jobs/${jobId}/outputs/vtt?inline=1&v=${encodeURIComponent(baseName(outputs.vtt))}` }));
   return video;
 }
 

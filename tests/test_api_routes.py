@@ -23,7 +23,7 @@ from tests.fast import write_wav
 NO_BURN = {"burn_in": False}
 JOB_KEYS = {"job_id", "status", "stage", "progress", "created_at", "started_at", "completed_at",
             "estimated_completion", "worker", "error", "source", "batch_id", "priority", "options", "attempts",
-            "task_id", "result"}
+            "task_id", "stage_label", "result"}
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +105,9 @@ def test_batch_is_accepted_with_batch_id_and_one_queue_send(client, news, queue)
         status = client.get(f"/api/status/{job_id}").get_json()
         assert status["status"] == "pending" and status["batch_id"] == body["batch_id"]
         assert status["priority"] == "high"
-        assert status["options"] == {"model": "tiny.en", "language": "en", "burn_in": False, "rows": 2}
+        assert status["options"] == {"model": "tiny.en", "language": "en", "burn_in": False, "rows": 2,
+                                     "start_timecode": "00:00:00;00", "timecode_mode": "df", "mov": False,
+                                     "qc_profile": "broadcast-608"}
 
 
 def test_batch_publishes_job_update_for_each_created_job(client, news, published):

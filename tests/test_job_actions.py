@@ -17,7 +17,7 @@ from core.jobs.errors import JobError
 from core.jobs.states import CANCELLED, COMPLETED, FAILED, PENDING, PROCESSING
 from core.services import artifacts, storage
 
-SIDECARS = list(artifacts.SIDECAR_KINDS)
+SIDECARS = list(artifacts.SIDECAR_KINDS) + ["mov"]      # what the caption stage publishes (MOV when asked)
 RESULT = {"text": "good evening", "segments": [], "duration": 30.0, "language": "en", "run": 1,
           "timings": {"transcribing": 1.0}}
 

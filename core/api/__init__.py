@@ -12,7 +12,7 @@ from .. import db, events
 from ..celery_app import celery_init_app
 from ..config import PROJECT_ROOT, load_settings
 from ..queue import QueueClient
-from . import auth, browse, errors, hosts, jobs, live, pages, system
+from . import auth, browse, captions, errors, hosts, jobs, live, pages, system
 
 mimetypes.add_type("text/vtt", ".vtt")
 # Same-origin everything: 'self' in connect-src covers the page's own ws:/wss: (CSP 3), so the
@@ -46,6 +46,7 @@ def create_app(settings: dict | None = None, queue: QueueClient | None = None,
         live.init_socketio(app, settings, async_mode=socketio_mode)
 
     app.register_blueprint(jobs.bp, url_prefix="/api")
+    app.register_blueprint(captions.bp, url_prefix="/api")
     app.register_blueprint(system.bp, url_prefix="/api")
     app.register_blueprint(browse.bp, url_prefix="/api")
     app.register_blueprint(pages.bp)

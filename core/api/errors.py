@@ -48,7 +48,7 @@ def input_fault(err: BaseException) -> str | None:
 def register(app: flask.Flask, settings: dict) -> None:
     @app.errorhandler(JobError)
     def job_error(err: JobError):
-        body = {"error": str(err)}
+        body = {"error": str(err), **getattr(err, "details", {})}
         if isinstance(err, RejectedBatch):
             body.update(total_files=err.total, valid_paths=0, queued=[], rejected=err.rejected)
         return jsonify(body), err.status

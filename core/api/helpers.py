@@ -16,6 +16,16 @@ def queue() -> QueueClient:
     return current_app.extensions["queue"]
 
 
+def json_body() -> dict:
+    """The request's JSON object; 415 or 400 with the reason otherwise."""
+    if not request.is_json:
+        raise JobError("send a JSON body with Content-Type: application/json", 415)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise JobError("request body is not a valid JSON object", 400)
+    return body
+
+
 def int_arg(name: str, default: int, low: int = 1, high: int = 10**9) -> int:
     """A query-string integer in [low, high]; a clear 400 otherwise."""
     raw = request.args.get(name, "")

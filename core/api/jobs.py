@@ -12,23 +12,14 @@ from ..jobs import actions, queries, submission
 from ..jobs.errors import JobError
 from ..services import storage
 from . import files
-from .helpers import int_arg, queue, settings
+from .helpers import int_arg, json_body, queue, settings
 
 bp = Blueprint("jobs", __name__)
 
 
-def _json_body() -> dict:
-    if not request.is_json:
-        raise JobError("send a JSON body with Content-Type: application/json", 415)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise JobError("request body is not a valid JSON object", 400)
-    return body
-
-
 @bp.post("/transcribe/batch")
 def submit_batch():
-    body = _json_body()
+    body = json_body()
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise JobError("force must be true or false")
@@ -76,7 +67,12 @@ def list_jobs():
     args = request.args
     return jsonify(queries.list_jobs(status=args.get("status") or None, batch_id=args.get("batch_id") or None,
                                   q=args.get("q") or None, page=int_arg("page", 1),
-                                  page_size=int_arg("page_size", 50, 1, 500)))
+                                  page_size=int_arg("page_size", 50, 1, 500), qc=args.get("qc") or None))
+
+
+@bp.get("/jobs/<job_id>/qc")
+def qc_report(job_id: str):
+    return jsonify(queries.qc_report(job_id))
 
 
 @bp.post("/jobs/<job_id>/cancel")
@@ -97,7 +93,9 @@ def delete(job_id: str):
 
 @bp.get("/jobs/<job_id>/outputs/<kind>")
 def download(job_id: str, kind: str):
-    return files.send_output(actions.output_file(job_id, kind), kind, inline=request.args.get("inline") is not None)
+    """The latest caption revision's file of ``kind``; ``?revision=N`` an older one's."""
+    path = actions.output_file(job_id, kind, int_arg("revision", 0, 1) or None)
+    return files.send_output(path, kind, inline=request.args.get("inline") is not None)
 
 
 @bp.get("/batches/<batch_id>")

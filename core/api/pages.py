@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from ..jobs.states import public_vocabulary
@@ -42,6 +44,7 @@ def login():
         if accepted:
             session.clear()
             session["authenticated"] = True
+            session["sid"] = secrets.token_hex(4)      # names this session as the author of caption revisions
             return redirect(url_for("pages.index"))
         if wait:
             error, status, headers = f"too many wrong tokens; try again in {wait} s", 429, {"Retry-After": str(wait)}

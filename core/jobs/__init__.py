@@ -5,6 +5,8 @@
     submission   validate and queue files (batch API, uploads)
     worker       what a running task reports: claim, progress, complete, fail
     actions      what an operator does: cancel, retry, delete, download
+    revisions    caption review: read a revision, save an edit as a new one, revert, re-render
+    history      a job's caption revisions as its result records them (pure reads)
     artifacts    output names, staging and the manifest of published files
     queries      lists, counts, batches, stale jobs
     serialize    the JSON shapes of a job

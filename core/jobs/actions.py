@@ -8,7 +8,7 @@ from pathlib import Path
 from ..db import utcnow
 from ..queue import QueueClient
 from ..services import artifacts
-from . import queries, record
+from . import history, queries, record, revisions
 from .errors import JobError
 from .serialize import job_dict
 from .states import ACTIVE, CANCELLED, FAILED, PENDING, PROCESSING
@@ -19,14 +19,19 @@ OUTPUT_KINDS = artifacts.KINDS
 
 
 def cancel(job_id: str, queue: QueueClient) -> dict:
-    """Stop a pending or running job; what it published or staged is removed (nothing else)."""
+    """Stop a pending or running job; what it published or staged is removed (nothing else).
+
+    A re-render of an edited caption revision stops and keeps every revision's files (retry renders again)."""
     for _ in range(5):   # a worker may publish between our read and our write: read again
         job = queries.get(job_id)
         if job.status not in ACTIVE:
             raise JobError(f"job {job_id} is already {job.status}", 409)
         seen = (job.result or {}).get("manifest")
-        done = record.transition(job_id, CANCELLED, only_from={job.status}, error="cancelled by operator",
-                                 result=without_outputs(job.result),
+        rerender = history.is_rerender(job.result)
+        reason = (f"re-render of caption revision {history.render_target(job.result)} cancelled by operator"
+                  if rerender else "cancelled by operator")
+        done = record.transition(job_id, CANCELLED, only_from={job.status}, error=reason,
+                                 result=job.result if rerender else without_outputs(job.result),
                                  when=lambda j, seen=seen: (j.result or {}).get("manifest") == seen)
         if done is not None:
             break
@@ -34,7 +39,10 @@ def cancel(job_id: str, queue: QueueClient) -> dict:
         raise JobError(f"job {job_id} keeps changing; try again", 409)
     if job.task_id:
         queue.revoke(job.task_id, terminate=job.status == PROCESSING)
-    remove_outputs(job)
+    if rerender:
+        artifacts.discard_owned(Path(job.output_dir), Path(job.source).name, job.id)
+    else:
+        remove_outputs(job)
     return job_dict(done)
 
 
@@ -42,6 +50,8 @@ def retry(job_id: str, queue: QueueClient) -> dict:
     job = queries.get(job_id)
     if job.status not in (FAILED, CANCELLED):
         raise JobError(f"only failed or cancelled jobs can be retried (job is {job.status})", 409)
+    if revisions.retry_render(job, queue):     # a failed or cancelled re-render: render again, no transcription
+        return queries.job_dict_by_id(job_id)
     if record.transition(job_id, PENDING, only_from={FAILED, CANCELLED}, error=None, result=None, attempts=0,
                          publish=False) is None:
         raise JobError(f"job {job_id} changed state meanwhile; try again", 409)
@@ -59,25 +69,22 @@ def delete(job_id: str, queue: QueueClient, outputs: bool = False) -> dict:
     return {"job_id": job_id, "deleted": True, "outputs_deleted": removed, "outputs_kept": kept}
 
 
-def output_file(job_id: str, kind: str) -> Path:
-    """The job's own published file of ``kind``, while it is what the job published."""
+def output_file(job_id: str, kind: str, revision: int | None = None) -> Path:
+    """The job's own published file of ``kind`` (of caption ``revision``; None: the latest), while it is
+    what the job published."""
     if kind not in OUTPUT_KINDS:
         raise JobError(f"unknown output kind {kind!r} ({', '.join(OUTPUT_KINDS)})", 404)
     result = queries.get(job_id).result or {}
+    if revision is not None:
+        entry = history.file_entry(history.revision(result, revision), kind)
+        return history.checked_path(job_id, entry, kind, f" for revision {revision}")
     if "manifest" not in result and result.get("outputs", {}).get(kind):  # a job of an earlier version
         entry = {"path": result["outputs"][kind]}
+    elif result.get("revisions"):                                           # the latest revision's
+        entry = history.file_entry(history.revision(result, None), kind)
     else:
         entry = next((e for e in result.get("manifest", []) if e["kind"] == kind), None)
-    if entry is None:
-        raise JobError(f"job {job_id} has no {kind} output", 404)
-    path = Path(entry["path"])
-    try:
-        st = path.stat()
-    except OSError:
-        raise JobError(f"job {job_id}'s {kind} output {path.name} is gone", 404) from None
-    if "size" in entry and (st.st_size, st.st_mtime_ns) != (entry["size"], entry["mtime_ns"]):
-        raise JobError(f"job {job_id}'s {kind} output {path.name} was changed after the job wrote it", 409)
-    return path
+    return history.checked_path(job_id, entry, kind)
 
 
 def purge_waiting(queue: QueueClient) -> dict:

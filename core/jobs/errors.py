@@ -4,11 +4,13 @@ from __future__ import annotations
 
 
 class JobError(Exception):
-    """A request about a job that cannot be honoured; ``status`` is the HTTP code."""
+    """A request about a job that cannot be honoured; ``status`` is the HTTP code, ``details`` join the
+    answer's ``error`` (the violations of a refused caption edit, the latest revision of a stale one)."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, **details):
         super().__init__(message)
         self.status = status
+        self.details = details
 
 
 class RejectedBatch(JobError):

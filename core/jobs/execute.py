@@ -16,11 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from ..db import Job
+from ..db import Job, utcnow
 from ..services import artifacts, pipeline, source_guard, writers
 from ..services.errors import CaptionError
 from . import record, worker
-from .states import Stage
+from .serialize import iso
+from .states import PROCESSING, Stage
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,14 @@ def run_captions(job: Job, settings: dict, report: Reporter) -> dict | None:
         timings["probing"] = round(time.monotonic() - started, 3)
         transcript, captions = pipeline.transcribe_media(info, options, report, timings)
         with artifacts.writing(Path(job.output_dir), Path(job.source).name, job.id) as staging:
-            pipeline.stage_sidecars(staging, info, transcript, captions, options)
+            facts = pipeline.stage_sidecars(staging, info, transcript, captions, options)
             source_guard.check_unchanged(source, settled)
             if not worker.is_processing(job.id):
                 return None
-            run, manifest = staging.publish(list(artifacts.SIDECAR_KINDS), settings["OUTPUT_CONFLICT"])
-    result = {**pipeline.result_record(info, transcript, captions, options), "run": run, "source_settled": settled,
-              "timings": timings, "text": transcript.text, "segments": transcript.as_dict()["segments"]}
+            run, manifest = staging.publish(pipeline.kinds(options, with_video=False), settings["OUTPUT_CONFLICT"])
+    result = {**pipeline.result_record(info, transcript, captions, options), **facts, "run": run,
+              "source_settled": settled, "timings": timings, "text": transcript.text,
+              "segments": transcript.as_dict()["segments"]}
     if not worker.captions_published(job.id, result, manifest, render_follows=options.burn_in):
         artifacts.remove(manifest)
         return None
@@ -103,19 +105,27 @@ def run_render(job: Job, settings: dict, report: Reporter) -> dict | None:
         if settled:
             source_guard.check_unchanged(source, settled)
         info = pipeline.prepare(source.read_path, True, label=job.source)
-        caption_json = Path(result.get("outputs", {}).get("json", ""))
+        revision, caption_json, run = worker.render_input(result)   # the machine's captions or an edited revision
         try:
             captions = writers.captions_from_json(caption_json)
         except (OSError, ValueError, KeyError) as err:
             raise CaptionError(caption_json, f"caption file is missing or unreadable ({err})") from err
+        # The ETA measures the render's speed from here (not from when the captions were queued for it).
+        record.transition(job.id, PROCESSING, only_from={PROCESSING}, publish=False,
+                          when=lambda j: (j.result or {}) == result,   # not over a revision saved meanwhile
+                          result={**result, "render_started_at": iso(utcnow())})
         with artifacts.writing(Path(job.output_dir), Path(job.source).name, job.id) as staging:
-            render = pipeline.stage_video(staging, info, captions, settings, report, timings)
+            try:   # a newer revision saved meanwhile stops this render: the newest revision's render wins
+                render = pipeline.stage_video(staging, info, captions, settings,
+                                              worker.unless_superseded(job.id, revision, report), timings)
+            except worker.Superseded:
+                return None
             if settled:
                 source_guard.check_unchanged(source, settled)
             if not worker.is_processing(job.id):
                 return None
-            _, manifest = staging.publish(["video"], settings["OUTPUT_CONFLICT"], run=result.get("run"))
-    if not worker.video_published(job.id, {"render": render, "timings": timings}, manifest):
+            _, manifest = staging.publish(["video"], settings["OUTPUT_CONFLICT"], run=run, revision=revision)
+    if not worker.video_published(job.id, {"render": render, "timings": timings}, manifest, revision):
         artifacts.remove(manifest)
         return None
     return {"video": manifest[0]["path"], "render": render}

@@ -25,15 +25,22 @@ def job_dict_by_id(job_id: str) -> dict:
     return job_dict(get(job_id))
 
 
+QC_STATUSES = ("pass", "warn", "fail")
+
+
 def list_jobs(status: str | None = None, batch_id: str | None = None, q: str | None = None,
-              page: int = 1, page_size: int = 50) -> dict:
+              page: int = 1, page_size: int = 50, qc: str | None = None) -> dict:
     if status and status not in STATUSES:
         raise JobError(f"status must be one of {', '.join(STATUSES)}")
+    if qc and qc not in QC_STATUSES:
+        raise JobError(f"qc must be one of {', '.join(QC_STATUSES)}")
     if page < 1 or not 1 <= page_size <= 500:
         raise JobError("page must be >= 1 and page_size between 1 and 500")
     where = []
     if status:
         where.append(Job.status == status)
+    if qc:
+        where.append(Job.result["qc"]["status"].as_string() == qc)
     if batch_id:
         where.append(Job.batch_id == batch_id)
     if q:
@@ -88,6 +95,14 @@ def captioned(sources: list[str]) -> set[str]:
         return set()
     with session_scope() as s:
         return set(s.scalars(select(Job.source).where(Job.source.in_(sources), Job.status == COMPLETED)).all())
+
+
+def qc_report(job_id: str) -> dict:
+    """The job's QC report (404 until its captions are made)."""
+    report = (get(job_id).result or {}).get("qc")
+    if report is None:
+        raise JobError(f"job {job_id} has no QC report yet", 404)
+    return report
 
 
 def batch_dict(batch_id: str) -> dict:

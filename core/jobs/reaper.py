@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from ..db import Job
 from ..queue import QueueClient
-from . import queries, record
+from ..services import artifacts
+from . import history, queries, record, revisions
 from .states import FAILED, PENDING, PROCESSING
 from .submission import dispatch
 from .worker import remove_outputs, without_outputs
@@ -39,22 +41,43 @@ def decide(candidates: list[Job], running_task_ids: set[str] | None) -> Decision
     return decision
 
 
+def _requeue_render(job: Job, queue: QueueClient) -> bool:
+    """A lost re-render of an edited revision: render it again; every revision's files stay."""
+    same = record.transition(job.id, PENDING, only_from={PROCESSING}, when=lambda j, seen=job: (
+        j.heartbeat_at == seen.heartbeat_at and j.task_id == seen.task_id and j.result == seen.result))
+    if same is None:
+        return False
+    artifacts.discard_owned(Path(job.output_dir), Path(job.source).name, job.id)
+    revisions.dispatch_render(job.id, history.render_target(job.result), queue)
+    return True
+
+
 def _apply(decision: Decision, queue: QueueClient) -> dict:
     requeued, failed = [], []
     for job in decision.requeue:
-        # Only if nothing changed since the job was judged lost (a late heartbeat wins).
+        if history.is_rerender(job.result):
+            if _requeue_render(job, queue):
+                requeued.append(job.id)
+            continue
+        # Only if nothing changed since the job was judged lost (a late heartbeat, or a caption revision, wins).
         same = record.transition(job.id, PENDING, only_from={PROCESSING}, result=None,
                                  when=lambda j, seen=job: j.heartbeat_at == seen.heartbeat_at
-                                 and j.task_id == seen.task_id)
+                                 and j.task_id == seen.task_id and j.result == seen.result)
         if same is not None:
             remove_outputs(job)   # the lost run's files: the next run writes a whole set
             dispatch(job.id, queue)
             requeued.append(job.id)
     for job in decision.fail:
         message = f"{job.source}: worker lost {job.attempts} times; giving up"
-        if record.transition(job.id, FAILED, only_from={PROCESSING}, error=message, result=without_outputs(job.result),
-                             when=lambda j, seen=job: j.heartbeat_at == seen.heartbeat_at) is not None:
-            remove_outputs(job)
+        rerender = history.is_rerender(job.result)     # a re-render keeps every revision's files
+        if record.transition(job.id, FAILED, only_from={PROCESSING}, error=message,
+                             result=job.result if rerender else without_outputs(job.result),
+                             when=lambda j, seen=job: j.heartbeat_at == seen.heartbeat_at
+                             and j.result == seen.result) is not None:
+            if rerender:
+                artifacts.discard_owned(Path(job.output_dir), Path(job.source).name, job.id)
+            else:
+                remove_outputs(job)
             failed.append(job.id)
     if requeued or failed:
         log.warning("lost jobs: requeued %s, failed %s", requeued, failed)

@@ -21,6 +21,18 @@ from .states import FINISHED, PENDING, PROCESSING, check
 _FIELDS = {"stage", "progress", "task_id", "worker", "error", "result", "attempts"}
 
 
+def _locked(s, job_id: object) -> Job | None:
+    """The job, read after taking its row for this transaction: a no-op UPDATE first (a row lock in
+    PostgreSQL, the write lock in SQLite, whose driver begins a transaction only at a write), so what
+    ``only_from`` and ``when`` see is what the write replaces (a caption revision saved by the dashboard
+    while a worker finishes a render is never overwritten with what the worker read before)."""
+    if not isinstance(job_id, str):
+        return None
+    s.execute(update(Job).where(Job.id == job_id).values(status=Job.status).execution_options(
+        synchronize_session=False))
+    return s.get(Job, job_id)
+
+
 def transition(job_id: str, status: str, *, only_from: Collection[str] | None = None,
                when: Callable[[Job], bool] | None = None, new_attempt: bool = False, publish: bool = True,
                **changes: Any) -> Job | None:
@@ -38,7 +50,7 @@ def transition(job_id: str, status: str, *, only_from: Collection[str] | None = 
     if unknown:
         raise TypeError(f"transition() cannot set {', '.join(sorted(unknown))}")
     with session_scope() as s:
-        job = s.get(Job, job_id) if isinstance(job_id, str) else None
+        job = _locked(s, job_id)
         if job is None:
             raise JobError(f"job {job_id} not found", 404)
         if (only_from is not None and job.status not in only_from) or (when is not None and not when(job)):
@@ -65,6 +77,22 @@ def transition(job_id: str, status: str, *, only_from: Collection[str] | None = 
         data = summary_dict(job)
     if publish:
         events.publish("job_update", data)
+    return job
+
+
+def amend_result(job_id: str, result: dict, when: Callable[[Job], bool]) -> Job | None:
+    """A completed job without burn-in gains a caption revision: its result changes, its state (status,
+    stage, progress, times) does not.  None when ``when`` does not hold (a race lost to another save)."""
+    with session_scope() as s:
+        job = _locked(s, job_id)
+        if job is None:
+            raise JobError(f"job {job_id} not found", 404)
+        if not when(job):
+            return None
+        job.result = result
+        s.flush()
+        data = summary_dict(job)
+    events.publish("job_update", data)
     return job
 
 

@@ -21,13 +21,14 @@ from ..db import Batch, Job, new_id, session_scope, utcnow
 from ..queue import PRIORITIES, QueueClient
 from ..services import media, models, storage
 from ..services.captions import MAX_ROWS
+from ..services.pipeline import check_deliverable_options
 from ..services.errors import CaptionError, InputError, OptionError
 from . import queries, record
 from .errors import JobError, RejectedBatch
 from .states import PENDING
 
 MAX_BATCH = 1000
-OPTION_KEYS = ("model", "language", "burn_in", "rows")
+OPTION_KEYS = ("model", "language", "burn_in", "rows", "start_timecode", "timecode_mode", "mov", "qc_profile")
 BUNDLED_MODELS = models.BUNDLED_MODELS
 CHECK_THREADS = 8                  # side by side: PyAV opens files in C without the GIL; stat waits on storage
 PROBE_CACHE_SIZE = 4096
@@ -53,7 +54,23 @@ def clean_options(raw: object, settings: dict) -> dict:
     rows = raw.get("rows", settings["CAPTION_ROWS"])
     if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= MAX_ROWS:
         raise JobError(f"rows must be an integer from 1 to {MAX_ROWS}")
-    return {"model": model, "language": _language(model, language, settings), "burn_in": burn_in, "rows": rows}
+    return {"model": model, "language": _language(model, language, settings), "burn_in": burn_in, "rows": rows,
+            **_deliverables(raw, settings)}
+
+
+def _deliverables(raw: dict, settings: dict) -> dict:
+    """Start timecode, timecode mode, MOV and QC profile (the settings' values where absent)."""
+    mov = raw.get("mov", settings["MOV_OUTPUT"])
+    if not isinstance(mov, bool):
+        raise JobError("mov must be true or false")
+    chosen = {"start_timecode": _text(raw, "start_timecode") or settings["START_TIMECODE"],
+              "timecode_mode": _text(raw, "timecode_mode") or settings["TIMECODE_MODE"],
+              "mov": mov, "qc_profile": _text(raw, "qc_profile") or settings["QC_PROFILE"]}
+    try:
+        check_deliverable_options(chosen["start_timecode"], chosen["timecode_mode"], chosen["qc_profile"])
+    except ValueError as err:
+        raise JobError(str(err)) from None
+    return chosen
 
 
 def _text(raw: dict, key: str) -> str | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from .errors import CaptionError, ProcessingError
 
 SIDECAR_KINDS = ("scc", "srt", "vtt", "dfxp", "json")
-KINDS = SIDECAR_KINDS + ("video",)
+KINDS = SIDECAR_KINDS + ("mov", "video")
 MAX_RUNS = 1000
 
 
@@ -33,9 +33,14 @@ class OutputConflict(ProcessingError):
     """An output name is taken by a file this run did not write and the policy is ``fail``."""
 
 
-def file_name(source_name: str, kind: str, run: int = 1) -> str:
+def file_name(source_name: str, kind: str, run: int = 1, revision: int = 1) -> str:
+    """``clip.mp4.scc``; run 2: ``clip.mp4.2.scc``; caption revision 3 of run 1: ``clip.mp4.r3.scc``."""
     base = source_name if run == 1 else f"{source_name}.{run}"
-    return f"{base}.captioned.mp4" if kind == "video" else f"{base}.{kind}"
+    if revision != 1:
+        base = f"{base}.r{revision}"
+    if kind == "video":
+        return f"{base}.captioned.mp4"
+    return f"{base}.608.mov" if kind == "mov" else f"{base}.{kind}"
 
 
 def sha256(path: Path) -> str:
@@ -104,17 +109,19 @@ class Staging:
     def path(self, kind: str) -> Path:
         return self.dir / file_name("out", kind)
 
-    def publish(self, kinds: list[str], conflict: str = "rename", run: int | None = None) -> tuple[int, list[dict]]:
+    def publish(self, kinds: list[str], conflict: str = "rename", run: int | None = None,
+                revision: int = 1) -> tuple[int, list[dict]]:
         """Move the staged ``kinds`` into place under one run number; (run, manifest entries).
 
         With ``run`` given (the render joining the captions published earlier)
-        that number is tried first.
+        that number is tried first.  ``revision``: an edited caption revision's
+        files (``clip.mp4.r2.scc`` ...), named apart from every other revision's.
         """
         digests = {kind: sha256(self.path(kind)) for kind in kinds}
         first = run or 1
         candidates = [first] + [n for n in range(1, MAX_RUNS + 1) if n != first]
         for number in candidates:
-            finals = {kind: self.out_dir / file_name(self.source_name, kind, number) for kind in kinds}
+            finals = {kind: self.out_dir / file_name(self.source_name, kind, number, revision) for kind in kinds}
             taken = [p for p in finals.values() if os.path.lexists(p)]
             if taken and conflict == "fail":
                 raise OutputConflict(taken[0], "exists and was not written by this job; not overwritten "

@@ -14,6 +14,10 @@ from .captions import Caption
 from .errors import ProcessingError
 from .media import MediaInfo, ffmpeg_url
 
+# Interlaced sources stay interlaced, in their field order (x264 takes it only from its own
+# parameters); "tb"/"bt" are coded one way and shown the other: the order shown counts.
+_X264_FIELDS = {"tt": "tff=1", "bt": "tff=1", "bb": "bff=1", "tb": "bff=1"}
+
 # Audio codecs an MP4 can carry as they are; anything else is encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 
@@ -75,7 +79,10 @@ def burn_in(media: MediaInfo, ass_path: Path, output: Path, *, preset: str = "ve
         raise ProcessingError(media.shown, "has no video stream to burn captions into (use --no-burn-in)")
     source = ffmpeg.input(ffmpeg_url(media.path))
     video = source.video.filter("subtitles", filename=str(ass_path), charenc="UTF-8")
-    if media.width % 2 or media.height % 2:  # yuv420p needs even dimensions
+    interlaced = _X264_FIELDS.get(media.field_order)
+    if interlaced:  # keep it interlaced: scale (4:2:0 chroma) field by field, encode fields in the source's order
+        video = video.filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2", interl=1).filter("format", "yuv420p")
+    elif media.width % 2 or media.height % 2:  # yuv420p needs even dimensions
         video = video.filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2")
     copy_audio = media.audio_codec in _MP4_AUDIO
     out = ffmpeg.output(
@@ -83,6 +90,7 @@ def burn_in(media: MediaInfo, ass_path: Path, output: Path, *, preset: str = "ve
         vcodec="libx264", preset=preset, crf=crf, pix_fmt="yuv420p",
         acodec="copy" if copy_audio else "aac", movflags="+faststart",
         **({} if copy_audio else {"audio_bitrate": "192k"}),
+        **({"flags": "+ildct+ilme", "x264-params": interlaced} if interlaced else {}),
     ).global_args("-nostdin", "-y", "-v", "error", "-nostats", "-progress", "pipe:1")
     proc = subprocess.Popen(out.compile(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=_die_with_parent)

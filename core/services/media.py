@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import av
 import ffmpeg
@@ -13,6 +15,7 @@ import numpy as np
 from .errors import InputError
 
 SAMPLE_RATE = 16000
+_CHUNK_BYTES = 1 << 18        # 8.2 s of decoded audio: progress moves at least every 5% of a file over 3 min
 
 
 def ffmpeg_url(path: str | Path) -> str:
@@ -31,6 +34,8 @@ class MediaInfo:
     fps: float = 0.0
     audio_codec: str = ""
     video_codec: str = ""
+    audio_duration: float = 0.0  # the audio stream's own length when known (it may end before the video)
+    field_order: str = ""        # "progressive", "tt" (top field first), "bb", "tb", "bt"; "" unknown or no video
     label: str = ""          # the name operators know, when ``path`` is an open descriptor of it
 
     @property
@@ -99,6 +104,10 @@ def _probe(p: Path) -> MediaInfo:
         raise InputError(p, f"not a readable media file ({detail})") from None
 
 
+# libavcodec's AVFieldOrder, as ffprobe names it.
+_FIELD_ORDERS = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+
+
 def _describe(p: Path, container) -> MediaInfo:
     """MediaInfo from an open container (PyAV: libavformat in-process, ~1 ms a file)."""
     audio = next(iter(container.streams.audio), None)
@@ -115,6 +124,7 @@ def _describe(p: Path, container) -> MediaInfo:
         duration = float(audio.duration * audio.time_base)
     if duration <= 0:
         raise InputError(p, "media has no duration (truncated or corrupt)")
+    audio_duration = float(audio.duration * audio.time_base) if audio.duration and audio.time_base else 0.0
     return MediaInfo(
         path=str(p),
         duration=duration,
@@ -125,14 +135,19 @@ def _describe(p: Path, container) -> MediaInfo:
         fps=float(video.average_rate or 0) if video else 0.0,
         audio_codec=audio.codec_context.name,
         video_codec=video.codec_context.name if video else "",
+        audio_duration=audio_duration,
+        field_order=_FIELD_ORDERS.get(video.codec_context.field_order, "") if video else "",
     )
 
 
-def load_audio(media: MediaInfo) -> np.ndarray:
-    """Decode the first audio stream to 16 kHz mono float32.
+def load_audio(media: MediaInfo, progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """Decode the first audio stream to 16 kHz mono float32; ``progress`` gets the share decoded.
 
     Decoding errors (a truncated or corrupt file) are errors, not warnings:
-    captions made from half a file would silently lose speech.
+    captions made from half a file would silently lose speech.  The audio must
+    last as long as its own stream says (the file's duration when the stream
+    does not say): a track that ends before the video is fine, a file cut short
+    is not, even when it decodes "cleanly" up to the cut.
     """
     cmd = (
         ffmpeg.input(ffmpeg_url(media.path))
@@ -140,14 +155,31 @@ def load_audio(media: MediaInfo) -> np.ndarray:
         .global_args("-nostdin", "-v", "error", "-xerror")
         .compile()
     )
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0 or proc.stderr.strip():
+    expected = media.audio_duration or media.duration
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stderr: list[bytes] = []
+    drain = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
+    drain.start()
+    pcm = bytearray()
+    try:
+        for chunk in iter(lambda: proc.stdout.read(_CHUNK_BYTES), b""):
+            pcm += chunk
+            if progress and expected > 0:
+                progress(min(1.0, len(pcm) / 2 / SAMPLE_RATE / expected))
+        code = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    drain.join()
+    errors = b"".join(stderr)
+    if code != 0 or errors.strip():
         raise InputError(media.shown, f"audio cannot be decoded, the file is truncated or corrupt "
-                                     f"({_last_error_line(proc.stderr)})")
-    audio = np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0
+                                     f"({_last_error_line(errors)})")
+    audio = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
     decoded = len(audio) / SAMPLE_RATE
-    # A file cut short often decodes "cleanly" up to the cut.
-    if media.duration > 2.0 and decoded < media.duration * 0.9 - 0.5:
-        raise InputError(media.shown, f"audio ends at {decoded:.1f}s of a {media.duration:.1f}s file "
+    if expected > 2.0 and decoded < expected * 0.9 - 0.5:
+        of = "its audio track" if media.audio_duration else "the file"
+        raise InputError(media.shown, f"audio ends at {decoded:.1f}s of {of}'s {expected:.1f}s "
                                      "(truncated or corrupt)")
     return audio

@@ -8,7 +8,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.utils.log import get_task_logger
 
-from ..jobs import execute, submission, worker
+from ..jobs import execute, history, submission, worker
 from ..services import models
 from ..services.errors import InputError, OptionError
 from .runtime import TRANSIENT, failure_message, queue_client, settings
@@ -49,7 +49,7 @@ def generate_captioned_video(self, job_id: str) -> dict:
     try:
         result = execute.run_render(job, settings(), _reporter(self, job_id))
     except Exception as err:  # noqa: BLE001
-        return _failed(self, job, err)
+        return _failed(self, job, err, revision=history.render_target(job.result))
     return {"job_id": job_id, **(result or {"cancelled": True})}
 
 
@@ -78,7 +78,7 @@ def _reporter(task, job_id: str) -> execute.Reporter:
     return execute.Reporter(job_id, celery_state)
 
 
-def _failed(task, job, err: Exception) -> dict:
+def _failed(task, job, err: Exception, revision: int | None = None) -> dict:
     """Transient infrastructure faults are retried with backoff; everything else fails the job at once."""
     limit = settings()["TASK_MAX_RETRIES"]
     if isinstance(err, TRANSIENT) and task.request.retries < limit:
@@ -86,5 +86,5 @@ def _failed(task, job, err: Exception) -> dict:
     message = failure_message(job, err, limit)
     if not isinstance(err, TRANSIENT):
         log.warning("job %s failed: %s", job.id, message, exc_info=not message.startswith(job.source))
-    worker.fail(job.id, message)
+    worker.fail(job.id, message, revision)     # a render's revision: a newer one saved meanwhile is not failed
     return {"job_id": job.id, "error": message}
