@@ -147,7 +147,9 @@ $("#filter").addEventListener("input", ev => {
 
 $("#queue-selected").addEventListener("click", async () => {
   const body = { paths: [...state.selected], options: { model: $("#opt-model").value,
-    language: $("#opt-language").value, burn_in: $("#opt-burn-in").checked, rows: Number($("#opt-rows").value) } };
+    language: $("#opt-language").value, burn_in: $("#opt-burn-in").checked, rows: Number($("#opt-rows").value),
+    timecode_mode: $("#opt-ndf").checked ? "ndf" : "df", mov: $("#opt-mov").checked, qc_profile: $("#opt-qc").value } };
+  if ($("#opt-start-tc").value.trim()) body.options.start_timecode = $("#opt-start-tc").value.trim();
   if ($("#opt-priority").checked) body.priority = "high";
   const box = $("#submit-result");
   box.hidden = false;
@@ -232,21 +234,36 @@ function renderQueue(snap) {
 /* ---------- jobs ---------- */
 let jobsTimer;
 $("#jobs-status").addEventListener("change", () => { state.jobsPage = 1; loadJobs(); });
+$("#jobs-qc").addEventListener("change", () => { state.jobsPage = 1; loadJobs(); });
 $("#jobs-q").addEventListener("input", () => { clearTimeout(jobsTimer); jobsTimer = setTimeout(() => { state.jobsPage = 1; loadJobs(); }, 250); });
 
 async function loadJobs() {
-  const q = new URLSearchParams({ status: $("#jobs-status").value, q: $("#jobs-q").value, page: state.jobsPage, page_size: 50 });
+  const q = new URLSearchParams({ status: $("#jobs-status").value, qc: $("#jobs-qc").value, q: $("#jobs-q").value,
+    page: state.jobsPage, page_size: 50 });
   const r = await api(`/api/jobs?${q}`);
   r.items.forEach(j => state.jobs.set(j.job_id, j));
   const rows = r.items.map(j => h("tr", { "data-job": j.job_id, class: "clickable", onclick: () => showJob(j.job_id) },
     h("td", { title: j.source }, baseName(j.source)), h("td", { class: `status s-${j.status}` }, j.status),
-    h("td", {}, bar(j.progress)), h("td", {}, fmtTime(j.created_at))));
-  $("#job-rows").replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No jobs"))]));
+    h("td", {}, qcBadge(j.result && j.result.qc_status)), h("td", {}, bar(j.progress)), h("td", {}, fmtTime(j.created_at))));
+  $("#job-rows").replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No jobs"))]));
   const pages = Math.max(1, Math.ceil(r.total / r.page_size));
   $("#job-pager").replaceChildren(
     h("button", { disabled: r.page <= 1, onclick: () => { state.jobsPage -= 1; loadJobs(); } }, "‹ Prev"),
     ` Page ${r.page} of ${pages} · ${r.total} jobs `,
     h("button", { disabled: r.page >= pages, onclick: () => { state.jobsPage += 1; loadJobs(); } }, "Next ›"));
+}
+
+function qcBadge(status) {
+  return status ? h("span", { class: `badge qc-${status}`, title: `QC ${status}` }, status) : "";
+}
+
+function qcReport(report) {
+  if (!report) return "";
+  const rules = report.rules.filter(r => r.count).map(r => h("li", {}, h("span", { class: `badge qc-${r.status}` }, r.status),
+    ` ${r.id}: ${r.count}`, h("ul", {}, r.items.slice(0, 20).map(i => h("li", {},
+      `#${i.index + 1} ${i.start.toFixed(2)} s: ${i.text}`)))));
+  return h("details", { open: report.status === "fail" }, h("summary", {}, "QC ", qcBadge(report.status), ` ${report.profile}`),
+    rules.length ? h("ul", { class: "qc" }, rules) : h("p", { class: "muted" }, "Every rule passes."));
 }
 
 async function showJob(jobId) {
@@ -280,7 +297,7 @@ async function showJob(jobId) {
       h("dt", {}, "Options"), h("dd", {}, JSON.stringify(job.options))),
     job.error ? h("pre", { class: "error" }, job.error) : "",
     links.length ? h("p", { class: "downloads" }, "Download: ", ...links.flatMap(l => [l, " "])) : "",
-    h("div", { class: "actions" }, actions), preview || "",
+    h("div", { class: "actions" }, actions), preview || "", qcReport(job.result && job.result.qc),
     job.result && job.result.text ? h("details", {}, h("summary", {}, "Transcript"), h("p", {}, job.result.text)) : "");
   detail.hidden = false;
 }
@@ -340,5 +357,9 @@ $("#opt-model").value = defaults.model;
 $("#opt-language").value = defaults.language;
 $("#opt-burn-in").checked = defaults.burn_in;
 $("#opt-rows").value = String(defaults.rows);
+$("#opt-start-tc").value = defaults.start_timecode === "00:00:00;00" ? "" : defaults.start_timecode;
+$("#opt-ndf").checked = defaults.timecode_mode === "ndf";
+$("#opt-mov").checked = defaults.mov;
+$("#opt-qc").value = defaults.qc_profile;
 loadRoots();
 showTab((location.hash || "#browser").slice(1));

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from ..jobs.states import public_vocabulary
 from ..jobs.submission import BUNDLED_MODELS
 from ..queue import INSPECT_METHODS
+from ..services import qc
 from ..services.captions import MAX_ROWS
 from . import auth
 
@@ -26,10 +27,11 @@ def index():
     settings = current_app.config["CAPTION_SETTINGS"]
     models = list(dict.fromkeys([settings["WHISPER_MODEL"], *BUNDLED_MODELS]))
     vocabulary = {**public_vocabulary(), "models": models, "rows": list(range(1, MAX_ROWS + 1)),
-                  "inspect_methods": list(INSPECT_METHODS)}
+                  "inspect_methods": list(INSPECT_METHODS), "qc_profiles": list(qc.PROFILES)}
     return render_template("index.html", defaults={
         "model": settings["WHISPER_MODEL"], "language": settings["LANGUAGE"],
-        "burn_in": settings["BURN_IN"], "rows": settings["CAPTION_ROWS"]}, vocabulary=vocabulary,
+        "burn_in": settings["BURN_IN"], "rows": settings["CAPTION_ROWS"], "start_timecode": settings["START_TIMECODE"],
+        "timecode_mode": settings["TIMECODE_MODE"], "mov": settings["MOV_OUTPUT"], "qc_profile": settings["QC_PROFILE"]}, vocabulary=vocabulary,
         token_required=bool(_token()))
 
 
