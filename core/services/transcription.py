@@ -19,10 +19,12 @@ from typing import Callable
 import numpy as np
 
 from .media import SAMPLE_RATE
+from .word_timing import _monotonic, quiet_gaps, refine_turn_starts, snap_to_speech, split_at_pauses
 
 log = logging.getLogger(__name__)
 
 OFFLINE_ALIGNER = "whisper-cross-attention"
+LEVEL_ONSETS = "level-onsets"  # sentence starts refined where the pause before them ends (word_timing.py)
 VAD_SHARE = 0.55  # of the progress: 19 min of speech on 2 cores, tiny.en: VAD 35 s, decode batches 31 s
 _SENTENCE_END = re.compile(r"[.!?…]['\")\]]*$")
 
@@ -219,8 +221,8 @@ def transcribe(pipeline, audio: np.ndarray, *, language: str | None, batch_size:
             log.warning("alignment model %s unavailable (%s); using %s", align_model, err, OFFLINE_ALIGNER)
     if words is None:
         words = _monotonic(inline.words) if inline.words else _align_with_whisper(pipeline, chunks, audio, language)
-    words = snap_to_speech(words, regions)
-    return Transcript(language, duration, split_sentences(words), method, regions)
+    words = refine_turn_starts(snap_to_speech(words, regions), audio, regions)
+    return Transcript(language, duration, split_sentences(words), f"{method}+{LEVEL_ONSETS}", regions)
 
 
 def _align_with_whisper(pipeline, chunks: list[dict], audio: np.ndarray, language: str) -> list[Word]:
@@ -306,94 +308,3 @@ def split_sentences(words: list[Word]) -> list[Segment]:
             segments.append(Segment(current[0].start, current[-1].end, " ".join(x.text for x in current), current))
             current = []
     return segments
-
-
-def _monotonic(words: list[Word]) -> list[Word]:
-    last = 0.0
-    for w in words:
-        w.start = max(w.start, last)
-        w.end = max(w.end, w.start)
-        last = w.start
-    return words
-
-
-def quiet_gaps(audio: np.ndarray, min_gap: float = 0.25, frame: float = 0.02) -> list[tuple[float, float]]:
-    """Pauses measured from the audio level: runs of >= ``min_gap`` s far below
-    the speech level (max(-50 dBFS, 95th percentile - 40 dB)).
-
-    Pyannote's scores can stay above its offset threshold through short
-    pauses, merging sentences into one region; the level does not.  Under a
-    music bed or room tone nothing is that quiet, so nothing changes there.
-    """
-    size = int(frame * SAMPLE_RATE)
-    count = len(audio) // size
-    if count == 0:
-        return []
-    rms = np.sqrt(np.mean(np.square(audio[:count * size].reshape(count, size), dtype=np.float64), axis=1))
-    level = 20 * np.log10(rms + 1e-10)
-    quiet = level < max(-50.0, float(np.percentile(level, 95)) - 40.0)
-    gaps, start = [], None
-    for index, is_quiet in enumerate(np.append(quiet, False)):
-        if is_quiet and start is None:
-            start = index
-        elif not is_quiet and start is not None:
-            if (index - start) * frame >= min_gap:
-                gaps.append((start * frame, index * frame))
-            start = None
-    return gaps
-
-
-def split_at_pauses(regions: list[tuple[float, float]], gaps: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Speech regions with the quiet gaps taken out."""
-    out = []
-    for start, end in regions:
-        pieces = [(start, end)]
-        for g0, g1 in gaps:
-            if g1 <= start or g0 >= end:
-                continue
-            last = pieces.pop()
-            if g0 - last[0] > 0.05:
-                pieces.append((last[0], g0))
-            if last[1] - g1 > 0.05:
-                pieces.append((g1, last[1]))
-            if not pieces:
-                break
-        out.extend(pieces)
-    return out
-
-
-def snap_to_speech(words: list[Word], regions: list[tuple[float, float]],
-                   max_shift: float = 1.0) -> list[Word]:
-    """Keep words out of pauses and start each speech region's first word at its onset.
-
-    Whisper's alignment smears a pause into the word after it (starts early)
-    or before it (runs on, or starts late); the region boundaries (VAD onsets
-    refined by the audio level) are within a few frames of the speech.  A word
-    never starts inside a pause.  Other shifts larger than ``max_shift`` are
-    left alone: then the region is likely noise, not this word.
-    """
-    if not regions:
-        return words
-    starts = [r[0] for r in regions]
-    for w in words:
-        k = int(np.searchsorted(starts, w.start, side="right")) - 1
-        if k >= 0 and w.start < regions[k][1]:
-            if w.end > regions[k][1]:  # runs on into the pause after its region
-                w.end = round(max(w.start + 0.05, regions[k][1]), 3)
-        elif k + 1 < len(regions) and regions[k + 1][0] < w.end:
-            w.start = round(regions[k + 1][0], 3)  # starts in a pause, speech begins later
-        else:  # wholly inside a pause (a hallucinated or misplaced word)
-            edge = regions[k][1] if k >= 0 else starts[0]
-            w.start = w.end = round(edge, 3)
-    i = 0
-    for onset, _ in regions:
-        while i < len(words) and words[i].end <= onset + 0.05:
-            i += 1
-        if i == len(words):
-            break
-        w = words[i]
-        if abs(w.start - onset) <= max_shift and onset < w.end:
-            w.start = round(onset, 3)
-            if i and words[i - 1].end > onset:
-                words[i - 1].end = round(max(words[i - 1].start, onset), 3)
-    return _monotonic(words)
