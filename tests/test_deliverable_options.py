@@ -15,7 +15,7 @@ def submit(client, path, **options):
 
 @pytest.mark.parametrize("options", [
     {"start_timecode": "01:00:00;00"}, {"start_timecode": "01:00:00:00", "timecode_mode": "ndf"},
-    {"start_timecode": "source"}, {"mov": True}, {"qc_profile": "netflix-like"}, {"qc_profile": "dcmp"},
+    {"start_timecode": "source"}, {"mov": False}, {"qc_profile": "netflix-like"}, {"qc_profile": "dcmp"},
 ])
 def test_good_deliverable_options_are_kept_on_the_job(client, news, options):
     resp = submit(client, write_wav(news / "clip.wav"), **options)
@@ -72,3 +72,27 @@ def test_qc_of_a_job_without_captions_yet_is_a_404_and_a_bad_filter_a_400(client
     job_id = submit(client, write_wav(news / "clip.wav")).get_json()["queued"][0]["job_id"]
     assert client.get(f"/api/jobs/{job_id}/qc").status_code == 404
     assert client.get("/api/jobs?qc=maybe").status_code == 400
+
+
+def test_mov_on_a_file_without_video_is_rejected_at_submission(client, news, queue):
+    resp = submit(client, write_wav(news / "radio.wav"), mov=True)
+    assert resp.status_code == 400 and "no video stream for a MOV" in resp.get_json()["rejected"][0]["error"]
+    assert queue.sent == []
+
+
+def test_a_name_too_long_for_its_outputs_is_rejected_at_submission(client, news):
+    long_name = "n" * 230 + ".wav"
+    resp = submit(client, write_wav(news / long_name))
+    assert resp.status_code == 400 and "too long for its output files" in resp.get_json()["rejected"][0]["error"]
+
+
+def test_retry_records_the_source_as_it_is_now(client, news, queue):
+    from core.jobs import queries, worker
+
+    clip = write_wav(news / "fixed.wav")
+    job_id = submit(client, clip).get_json()["queued"][0]["job_id"]
+    worker.fail(job_id, f"{clip}: source changed since it was queued (it was modified after it was queued)")
+    write_wav(clip, 3.0)                                 # the operator puts the corrected file in place
+    assert client.post(f"/api/jobs/{job_id}/retry").status_code == 202
+    recorded = queries.get(job_id).source_stat
+    assert recorded["size"] == clip.stat().st_size and recorded["mtime_ns"] == clip.stat().st_mtime_ns

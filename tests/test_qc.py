@@ -48,10 +48,16 @@ def test_error_rules_fail_the_report_and_name_the_caption(captions, rule_id, det
     assert detail.items() <= found["items"][0].items()
 
 
-def test_a_caption_shown_two_frames_late_by_the_scc_fails_in_time():
+def test_a_caption_shown_two_frames_late_by_the_scc_is_an_in_time_warning():
     report = qc.check(clean(), eoc_frames=[round(1.0 * FPS) + 2, round(3.0 * FPS) + 1])
     found = rule(report, "in_time")
     assert found["count"] == 1 and found["items"][0]["frames_late"] == 2
+    assert found["status"] == "warn" and report["status"] == "warn"
+
+
+def test_a_caption_shown_over_half_a_second_late_fails_in_time():
+    report = qc.check(clean(), eoc_frames=[round(1.0 * FPS) + 16, round(3.0 * FPS)])
+    assert rule(report, "in_time")["status"] == "fail" and report["status"] == "fail"
 
 
 def test_back_to_back_captions_are_not_a_gap():

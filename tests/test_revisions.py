@@ -596,3 +596,23 @@ def test_a_revisions_scc_keeps_the_jobs_start_timecode_and_its_json_a_qc_report_
     data = json.loads(download(client, job_id, "json").data)
     assert data["scc"]["start_timecode"] == "01:00:00;00" and data["revision"]["number"] == 2
     assert {r["id"]: r["status"] for r in data["qc"]["rules"]}["min_duration"] == "fail"     # this revision's
+
+
+def test_an_edit_with_more_than_two_captions_a_second_is_refused_at_once(client, job):
+    """Thousands of captions on a short clip would tie up the server writing the SCC."""
+    body = get(client, job)
+    many = [{"start": round(i * 0.01, 3), "end": round(i * 0.01 + 0.009, 3), "lines": [f"c{i}"]} for i in range(400)]
+    resp = put(client, job, many, base=body["latest"])
+    assert resp.status_code == 400
+    assert [v["rule"] for v in resp.get_json()["violations"]] == ["too_many"]
+    assert get(client, job)["latest"] == body["latest"]
+
+
+def test_deleting_a_job_while_its_revision_renders_keeps_the_published_revisions(client, job):
+    body = get(client, job)
+    captions, _ = with_word(edit(body), body["captions"][0]["lines"][0].split()[0], "ZEBRA")
+    assert put(client, job, captions, base=body["latest"]).status_code == 200      # a re-render is now queued
+    published = files_on_disk(job)
+    assert published
+    answer = client.delete(f"/api/jobs/{job}").get_json()
+    assert answer["outputs_deleted"] == [] and all(p.exists() for p in published)

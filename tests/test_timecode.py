@@ -78,3 +78,10 @@ def test_one_code_word_a_line_keeps_every_word_on_its_frame():
     single, _ = write_scc(CAPTIONS, one_word_per_line=True)
     assert _eocs(runs, DF) == _eocs(single, DF)
     assert all(len(line.split("\t")[1].split()) == 1 for line in single.splitlines() if "\t" in line)
+
+
+def test_hours_past_23_are_refused_and_a_programme_past_midnight_wraps():
+    with pytest.raises(TimecodeError):
+        parse("24:00:00;00")
+    assert frame_to_label(parse("23:59:59;29").frames + 1) == "00:00:00;00"
+    assert frame_to_label(parse("23:59:59:29", NDF).frames + 1, NDF) == "00:00:00:00"

@@ -12,7 +12,7 @@ from . import history, queries, record, revisions
 from .errors import JobError
 from .serialize import job_dict
 from .states import ACTIVE, CANCELLED, FAILED, PENDING, PROCESSING
-from .submission import dispatch
+from .submission import dispatch, source_stat
 from .worker import remove_outputs, without_outputs
 
 OUTPUT_KINDS = artifacts.KINDS
@@ -52,20 +52,32 @@ def retry(job_id: str, queue: QueueClient) -> dict:
         raise JobError(f"only failed or cancelled jobs can be retried (job is {job.status})", 409)
     if revisions.retry_render(job, queue):     # a failed or cancelled re-render: render again, no transcription
         return queries.job_dict_by_id(job_id)
+    # The operator retries the file as it is now (it may have been fixed after "source changed" failed it).
+    try:
+        current = source_stat(Path(job.source))
+    except OSError:
+        current = job.source_stat      # gone: the worker says so
     if record.transition(job_id, PENDING, only_from={FAILED, CANCELLED}, error=None, result=None, attempts=0,
-                         publish=False) is None:
+                         source_stat=current, publish=False) is None:
         raise JobError(f"job {job_id} changed state meanwhile; try again", 409)
     dispatch(job_id, queue)
     return queries.job_dict_by_id(job_id)
 
 
 def delete(job_id: str, queue: QueueClient, outputs: bool = False) -> dict:
-    """Forget the job; with ``outputs`` (or while it runs) remove the files it published, if unchanged."""
+    """Forget the job; with ``outputs`` (or while its first run runs) remove the files it published, if unchanged.
+
+    A re-render of an edited revision in progress loses only its unfinished work: revisions already
+    published are deliverables and go only with ``outputs``."""
     job = record.delete(queries.get(job_id).id)
     active = job.status in ACTIVE
     if job.task_id and active:
         queue.revoke(job.task_id, terminate=True)
-    removed, kept = remove_outputs(job) if outputs or active else ([], [])
+    if outputs or (active and not history.is_rerender(job.result)):
+        removed, kept = remove_outputs(job)
+    else:
+        removed, kept = [], []
+        artifacts.discard_owned(Path(job.output_dir), Path(job.source).name, job.id)
     return {"job_id": job_id, "deleted": True, "outputs_deleted": removed, "outputs_kept": kept}
 
 

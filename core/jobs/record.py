@@ -18,7 +18,7 @@ from .errors import JobError
 from .serialize import summary_dict
 from .states import FINISHED, PENDING, PROCESSING, check
 
-_FIELDS = {"stage", "progress", "task_id", "worker", "error", "result", "attempts"}
+_FIELDS = {"stage", "progress", "task_id", "worker", "error", "result", "attempts", "source_stat"}
 
 
 def _locked(s, job_id: object) -> Job | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from ..db import Batch, Job, new_id, session_scope, utcnow
 from ..queue import PRIORITIES, QueueClient
-from ..services import media, models, storage
+from ..services import artifacts, media, models, storage
 from ..services.captions import MAX_ROWS
 from ..services.pipeline import check_deliverable_options
 from ..services.errors import CaptionError, InputError, OptionError
@@ -181,14 +182,17 @@ def _probe_all(located: list[Located]) -> dict[object, media.MediaInfo | str]:
 
 
 def _accept(raw: object, loc: Located, outcome: media.MediaInfo | str, settings: dict,
-            burn_in: bool) -> Checked:
+            burn_in: bool, mov: bool = False) -> Checked:
     """The checked path, or InputError with why it cannot be queued with these options."""
     if isinstance(outcome, str):
         raise InputError(loc.path, outcome)
     if burn_in and not outcome.has_video:
         raise InputError(raw, "has no video stream to burn captions into (submit with burn_in false)")
+    if mov and not outcome.has_video:
+        raise InputError(raw, "has no video stream for a MOV deliverable (submit with mov false)")
     if burn_in:
         _check_render_size(raw, outcome, settings["MAX_RENDER_PIXELS"])
+    _check_name_length(raw, loc.path)
     return Checked(raw, loc.path, loc.output_dir, outcome, loc.stat or source_stat(loc.path))
 
 
@@ -201,12 +205,21 @@ def _check_render_size(raw: object, info: media.MediaInfo, limit: int) -> None:
                               "captions only")
 
 
-def check_paths(raws: list, settings: dict, burn_in: bool) -> list[tuple[Checked | None, str | None]]:
+def _check_name_length(raw: object, path: Path) -> None:
+    """Output and staging names add to the source's name; refuse one whose outputs the file system cannot name."""
+    longest = max(len(os.fsencode(artifacts.file_name(path.name, "video", run=999, revision=999))),
+                  len(os.fsencode(f".{path.name}.partial-{'0' * 32}-{socket.gethostname()}-4194304-abcdefgh")))
+    if longest > 255:
+        raise InputError(raw, f"name is too long for its output files ({longest} bytes with the outputs' suffixes; "
+                              "the file system allows 255): rename the file")
+
+
+def check_paths(raws: list, settings: dict, burn_in: bool, mov: bool = False) -> list[tuple[Checked | None, str | None]]:
     """For each requested path (in order): (Checked, None) if it can be queued, else (None, reason)."""
     located = _in_threads(lambda raw: _try(_locate, raw, settings), raws)
     outcomes = _probe_all([loc for loc, error in located if error is None])
     return [(None, error) if error else
-            _try(_accept, raw, loc, outcomes[loc.identity or loc.path], settings, burn_in)
+            _try(_accept, raw, loc, outcomes[loc.identity or loc.path], settings, burn_in, mov)
             for raw, (loc, error) in zip(raws, located)]
 
 
@@ -279,7 +292,7 @@ def _create(jobs: list[Job]) -> None:
         raise
 
 
-def _sort_paths(paths: list, settings: dict, burn_in: bool) -> tuple[list[Checked], list[dict]]:
+def _sort_paths(paths: list, settings: dict, options: dict) -> tuple[list[Checked], list[dict]]:
     """The paths that can be queued, and the others each with its reason (in the request's order)."""
     rejected: list[dict] = []
     seen: set[str] = set()
@@ -293,7 +306,7 @@ def _sort_paths(paths: list, settings: dict, burn_in: bool) -> tuple[list[Checke
         candidates.append((raw, index))
     valid: list[Checked] = []
     real_seen: set[Path] = set()
-    checks = check_paths([raw for raw, _ in candidates], settings, burn_in)
+    checks = check_paths([raw for raw, _ in candidates], settings, options["burn_in"], options["mov"])
     for (raw, index), (checked, error) in zip(candidates, checks):
         if error:
             rejected.append({"path": raw, "error": error, "_i": index})
@@ -316,7 +329,7 @@ def submit_batch(paths: object, options: object, settings: dict, queue: QueueCli
         raise JobError(f"a batch holds at most {MAX_BATCH} paths; split it")
     options = clean_options(options, settings)
     priority = clean_priority(priority)
-    valid, rejected = _sort_paths(paths, settings, options["burn_in"])
+    valid, rejected = _sort_paths(paths, settings, options)
     if not valid:
         raise RejectedBatch(rejected, len(paths))
 
@@ -357,7 +370,7 @@ def submit_upload(path: Path, options: object, settings: dict, queue: QueueClien
     try:
         options = clean_options(options, settings)
         priority = clean_priority(priority)
-        ((checked, error),) = check_paths([str(path)], settings, options["burn_in"])
+        ((checked, error),) = check_paths([str(path)], settings, options["burn_in"], options["mov"])
         if error:
             raise JobError(error)
     except JobError:

@@ -76,8 +76,15 @@ def _violation(index: int, rule: str, message: str, **detail) -> dict:
     return {"index": index, "rule": rule, "message": message, **detail}
 
 
+MAX_CAPTIONS_PER_SECOND = 2   # a 608 caption needs frames to load: denser is not readable, nor writable
+
+
 def check(captions: Sequence[Caption], limits: dict, media_duration: float | None) -> tuple[list[dict], list[dict]]:
     """(violations, warnings) of an edit; each names the caption's index and the rule."""
+    most = max(10, int(MAX_CAPTIONS_PER_SECOND * (media_duration or 0.0)))
+    if len(captions) > most:   # also keeps the 608 scheduling (and the request) short
+        return [_violation(most, "too_many", f"{len(captions)} captions; at most {MAX_CAPTIONS_PER_SECOND} a second "
+                                             f"of media ({most} here)", captions=len(captions))], []
     violations: list[dict] = []
     for i, cap in enumerate(captions):
         if cap.start < 0 or cap.end < 0:

@@ -18,6 +18,7 @@ from .media import ffmpeg_url
 MAX_ITEMS = 100          # offending captions listed per rule (the count covers all)
 LOW_CONFIDENCE = 0.4     # a word recognised with less probability is flagged
 SPEAKER_MARK = ">> "
+LATE_FAIL_FRAMES = 15    # in_time: shown over half a second from its intended start fails
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,12 @@ def check(captions: Sequence[Caption], profile: str = DEFAULT_PROFILE, rows: int
             cuts = [t for t in shot_changes if cap.start + 0.1 < t < cap.end - 0.1]
             if cuts:
                 found["shot_change"].append(_item(i, cap, cuts=[round(t, 3) for t in cuts]))
-    errors = ("columns", "rows", "min_duration", "max_duration", "gap_frames", "in_time")
-    rules = [_rule(key, "fail" if key in errors else "warn", items) for key, items in found.items()
+    errors = ("columns", "rows", "min_duration", "max_duration", "gap_frames")
+    # A caption shown a few frames late is the 608 channel loading it (a start timecode's pre-roll helps the
+    # first one): a warning.  Late by more than LATE_FAIL_FRAMES is an error.
+    late = any(abs(item["frames_late"]) > LATE_FAIL_FRAMES for item in found["in_time"])
+    rules = [_rule(key, "fail" if key in errors or (key == "in_time" and late) else "warn", items)
+             for key, items in found.items()
              if not ((key == "in_time" and eoc_frames is None) or (key == "no_speech" and speech is None)
                      or (key == "shot_change" and shot_changes is None)
                      or (key == "reading_rate" and not p.max_cps) or (key == "words_per_minute" and not p.max_wpm))]

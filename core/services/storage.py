@@ -63,7 +63,7 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-UPLOAD_NAME_BYTES = 200
+UPLOAD_NAME_BYTES = 150    # leaves room for the outputs' suffixes and staging names within 255 bytes
 _NAME_PUNCTUATION = "._-+()[]@,=~"
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 DF, NDF = "df", "ndf"
 _FRAMES_PER_10_MIN = 17982
 _FRAMES_PER_MIN = 1798
+_FRAMES_PER_DAY = {DF: 24 * 6 * _FRAMES_PER_10_MIN, NDF: 24 * 3600 * 30}
 _LABEL = re.compile(r"^(\d{1,2}):([0-5]\d):([0-5]\d)([:;.,])([0-2]\d)$")
 
 
@@ -50,6 +51,8 @@ def parse(text: str, mode: str | None = None) -> Timecode:
     mode = mode or (NDF if sep == ":" else DF)
     if mode not in (DF, NDF):
         raise TimecodeError(f"timecode mode must be {DF!r} or {NDF!r}")
+    if hh > 23:
+        raise TimecodeError(f"{text!r}: hours run from 00 to 23")
     if ff > 29:
         raise TimecodeError(f"{text!r}: frame {ff} does not exist at 29.97 (00-29)")
     if mode == DF and ss == 0 and ff < 2 and mm % 10:
@@ -65,6 +68,7 @@ def frame_to_label(frame: int, mode: str = DF) -> str:
     """The label of ``frame`` (a frame count from 00:00:00;00)."""
     if frame < 0:
         raise TimecodeError(f"frame {frame} is before 00:00:00:00")
+    frame %= _FRAMES_PER_DAY[mode]      # a programme that runs past midnight wraps, as timecode does
     if mode == DF:
         tens, rest = divmod(frame, _FRAMES_PER_10_MIN)
         label = frame + 18 * tens + (2 * ((rest - 2) // _FRAMES_PER_MIN) if rest >= 2 else 0)
