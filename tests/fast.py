@@ -123,3 +123,39 @@ def client(app):
 def news(settings) -> Path:
     """The storage folder sources live in."""
     return Path(settings["STORAGE_ROOTS"][0]) / "news"
+
+
+# --- job rows and published files, for tests of the job core ---------------------------------------------
+
+def add_job(settings, name: str = "clip.mp4", status: str = "pending", burn_in: bool = True, **fields) -> str:
+    """A job row on ``<storage>/news/<name>`` (inserted directly: nothing is published)."""
+    from core.db import Job, new_id, session_scope, utcnow
+    from core.services import storage
+
+    source = Path(settings["STORAGE_ROOTS"][0]) / "news" / name
+    base = {"id": new_id(), "source": str(source), "output_dir": str(storage.output_dir_for(source, settings)),
+            "options": {"burn_in": burn_in, "model": "tiny.en", "language": "en", "rows": 2}, "priority": "normal",
+            "media_duration": 30.0, "status": status, "progress": 0.0, "attempts": 0, "created_at": utcnow()}
+    if status == "processing":
+        base.update(stage="transcribing", progress=0.3, task_id="task-run", worker="w1", attempts=1,
+                    started_at=utcnow(), heartbeat_at=utcnow())
+    elif status in ("completed", "failed", "cancelled"):
+        base.update(task_id="task-done", attempts=1, started_at=utcnow(), completed_at=utcnow(),
+                    progress=1.0 if status == "completed" else 0.2)
+    base.update(fields)
+    with session_scope() as s:
+        s.add(Job(**base))
+    return base["id"]
+
+
+def publish_files(job_id: str, kinds: list[str], text: str = "caption") -> list[dict]:
+    """Publish files of ``kinds`` for the job the way the worker does; their manifest entries."""
+    from core.jobs import queries
+    from core.services import artifacts
+
+    job = queries.get(job_id)
+    with artifacts.writing(Path(job.output_dir), Path(job.source).name, job.id) as staging:
+        for kind in kinds:
+            staging.path(kind).write_text(f"{text} {kind} of {job.id}\n")
+        _, manifest = staging.publish(kinds)
+    return manifest

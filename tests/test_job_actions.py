@@ -11,47 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from core.db import Job, new_id, session_scope, utcnow
+from core.db import Job, session_scope, utcnow
 from core.jobs import actions, queries, worker
 from core.jobs.errors import JobError
 from core.jobs.states import CANCELLED, COMPLETED, FAILED, PENDING, PROCESSING
-from core.services import artifacts, storage
+from core.services import artifacts
+from tests.fast import add_job, publish_files
 
 SIDECARS = list(artifacts.SIDECAR_KINDS) + ["mov"]      # what the caption stage publishes (MOV when asked)
 RESULT = {"text": "good evening", "segments": [], "duration": 30.0, "language": "en", "run": 1,
           "timings": {"transcribing": 1.0}}
 
 
-def add_job(settings, name: str = "clip.mp4", status: str = PENDING, **fields) -> str:
-    """A job row on ``<storage>/news/<name>`` (inserted directly: nothing is published)."""
-    source = Path(settings["STORAGE_ROOTS"][0]) / "news" / name
-    base = {"id": new_id(), "source": str(source), "output_dir": str(storage.output_dir_for(source, settings)),
-            "options": {"burn_in": True, "model": "tiny.en", "language": "en", "rows": 2}, "priority": "normal",
-            "media_duration": 30.0, "status": status, "progress": 0.0, "attempts": 0, "created_at": utcnow()}
-    if status == PROCESSING:
-        base.update(stage="transcribing", progress=0.3, task_id="task-run", worker="w1", attempts=1,
-                    started_at=utcnow(), heartbeat_at=utcnow())
-    elif status in (COMPLETED, FAILED, CANCELLED):
-        base.update(task_id="task-done", attempts=1, started_at=utcnow(), completed_at=utcnow(),
-                    progress=1.0 if status == COMPLETED else 0.2)
-    base.update(fields)
-    with session_scope() as s:
-        s.add(Job(**base))
-    return base["id"]
-
-
 def stored(job_id: str) -> Job:
     return queries.get(job_id)
-
-
-def publish_files(job_id: str, kinds: list[str]) -> list[dict]:
-    """Publish files of ``kinds`` for the job the way the worker does; their manifest entries."""
-    job = stored(job_id)
-    with artifacts.writing(Path(job.output_dir), Path(job.source).name, job.id) as staging:
-        for kind in kinds:
-            staging.path(kind).write_text(f"{kind} of {job.id}\n")
-        _, manifest = staging.publish(kinds)
-    return manifest
 
 
 def running_with_captions(settings, name: str = "clip.mp4", **fields) -> tuple[str, list[dict]]:
@@ -291,8 +264,8 @@ def test_output_file_serves_this_jobs_file_not_the_first_job_on_the_same_source(
     second, _ = completed_with_outputs(settings)
     path = actions.output_file(second, "scc")
     assert path.name == "clip.mp4.2.scc"
-    assert path.read_text() == f"scc of {second}\n"
-    assert actions.output_file(first, "scc").read_text() == f"scc of {first}\n"
+    assert path.read_text() == f"caption scc of {second}\n"
+    assert actions.output_file(first, "scc").read_text() == f"caption scc of {first}\n"
 
 
 @pytest.mark.parametrize("kind", ["exe", "../../etc/passwd", "", "SCC"])

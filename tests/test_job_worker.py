@@ -14,38 +14,14 @@ import pytest
 from core.db import Job, new_id, session_scope, utcnow
 from core.jobs import queries, reaper, record, worker
 from core.jobs.states import CANCELLED, COMPLETED, FAILED, PENDING, PROCESSING, STAGES, overall_progress, stage_span
-from core.services import artifacts, storage
+from core.services import artifacts
+from tests.fast import add_job, publish_files
 
 SIDECARS = list(artifacts.SIDECAR_KINDS)
 
 
-def add_job(settings, name: str = "clip.mp4", status: str = PENDING, burn_in: bool = True, **fields) -> str:
-    """A job row on ``<storage>/news/<name>`` (inserted directly: nothing is published)."""
-    source = Path(settings["STORAGE_ROOTS"][0]) / "news" / name
-    base = {"id": new_id(), "source": str(source), "output_dir": str(storage.output_dir_for(source, settings)),
-            "options": {"burn_in": burn_in, "model": "tiny.en", "language": "en", "rows": 2}, "priority": "normal",
-            "media_duration": 30.0, "status": status, "progress": 0.0, "attempts": 0, "created_at": utcnow()}
-    if status == PROCESSING:
-        base.update(stage="transcribing", progress=0.3, task_id="task-run", worker="w1", attempts=1,
-                    started_at=utcnow(), heartbeat_at=utcnow())
-    base.update(fields)
-    with session_scope() as s:
-        s.add(Job(**base))
-    return base["id"]
-
-
 def stored(job_id: str) -> Job:
     return queries.get(job_id)
-
-
-def publish_files(job_id: str, kinds: list[str], text: str = "caption") -> list[dict]:
-    """Publish files of ``kinds`` for the job the way the worker does; their manifest entries."""
-    job = stored(job_id)
-    with artifacts.writing(Path(job.output_dir), Path(job.source).name, job.id) as staging:
-        for kind in kinds:
-            staging.path(kind).write_text(f"{text} {kind} of {job.id}\n")
-        _, manifest = staging.publish(kinds)
-    return manifest
 
 
 def leave_staging(job_id: str) -> Path:
