@@ -74,3 +74,21 @@ def wait_for(predicate, timeout: float = 180.0, interval: float = 0.5, what: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def interrupt(proc, timeout: float = 30.0) -> None:
+    """Stop a start_dashboard.py child as an operator does (Ctrl-C); kill it (and its group) if that hangs."""
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)     # started in a session of its own: its worker too
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        proc.wait(timeout=10)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import pytest
 from bench.measure import ocr_text_at
 from bench.media import make_speech_clip
 from core.embedded import RedisServer, free_port
-from tests.system import wait_for
+from tests.system import interrupt, wait_for
 from tests.test_dashboard import CHROMIUM, CHROMIUM_ARGS, _get, _post, running_dashboard
 
 pytestmark = pytest.mark.system
@@ -263,12 +262,7 @@ def dashboard_without_worker(tmp: Path, media_root: Path):
         wait_for(lambda: _up(url), 60, interval=0.5, what="the dashboard")
         yield url, env
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        interrupt(proc)
         redis.stop()
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from core.embedded import RedisServer, free_port, pid_running, redacted, redis_reachable
-from tests.system import wait_for
+from tests.system import interrupt, wait_for
 
 pytestmark = pytest.mark.system
 
@@ -43,12 +43,7 @@ def dashboard(tmp: Path, redis_url: str, *args: str):
     try:
         yield proc, log
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        interrupt(proc)
         print(log.read_text()[-2000:])
 
 

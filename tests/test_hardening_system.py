@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 
 from bench.media import make_speech_clip
 from core.embedded import RedisServer, free_port
-from tests.system import wait_for
+from tests.system import interrupt, wait_for
 
 pytestmark = pytest.mark.system
 
@@ -79,12 +78,7 @@ def dashboard(request, media, tmp_path):
         wait_for(lambda: _up(port), 60, interval=0.5, what="the dashboard")
         yield {"port": port, "url": f"http://127.0.0.1:{port}", "env": env, "mode": request.param}
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        interrupt(proc)
         redis.stop()
         print((tmp_path / "dashboard.log").read_text()[-3000:])
 
