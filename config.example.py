@@ -72,6 +72,18 @@ MOV_OUTPUT = False
 # 17 characters a second) or "dcmp" (225 words a minute, 2 rows).
 QC_PROFILE = "broadcast-608"
 
+# Mark a change of speaker with ">>" at the start of the new speaker's first
+# caption (or row), the 608 news convention; the JSON transcript gives each
+# segment a speaker id.  Batch option "speaker_changes", CLI
+# --no-speaker-changes.  Voices are told apart offline (Resemblyzer's encoder).
+SPEAKER_CHANGES = True
+
+# A show's vocabulary: names and terms the recogniser should spell as given
+# (passed to the decoder as hotwords and an initial prompt).  Batch option
+# "vocabulary" (a list), CLI --vocabulary "O'Neill,Kyiv"; the environment
+# variable takes a comma-separated list.
+VOCABULARY = []
+
 # Flag captions that run across a scene cut (one low-resolution decode of the
 # picture with FFmpeg's scene score; about 100x realtime at 720p here).
 QC_SHOT_CHANGES = True
@@ -112,6 +124,25 @@ OUTPUT_CONFLICT = "rename"
 # is still being written: its job waits ("waiting for the file to settle")
 # and then captions the whole file.
 SETTLE_SECONDS = 10
+
+# Watch folders: a file dropped into one is queued in place (its job's source is the dropped path) once
+# it has settled, exactly once: a restart, a rescan, a rename within the folder or a copy of the same
+# content never queues it again.  Folders lie inside STORAGE_ROOTS; subfolders are watched too; hidden
+# files, partial copies (*.part, *.tmp, ...) and our own outputs (*.scc, *.captioned.mp4, ...) are left
+# alone.  An entry is a path (the settings above apply) or a dict with "path" and its own options:
+#   WATCH_FOLDERS = ["/mnt/news/incoming",
+#                    {"path": "/mnt/promos/drop", "model": "base", "language": "auto", "burn_in": False,
+#                     "rows": 3, "priority": "high", "qc_profile": "netflix-like", "mov": True}]
+# The environment variable takes ':'-separated paths with the default options.  start_dashboard.py runs
+# the watcher (also with --no-redis --no-worker): run one dashboard with watch folders per deployment.
+WATCH_FOLDERS = []
+
+# Every folder is rescanned this often, in seconds (network shares deliver no inotify events for files
+# written on other machines, so the rescan is what finds those).
+WATCH_SCAN_SECONDS = 10
+
+# Also react to inotify events at once (watchdog), where the file system delivers them.
+WATCH_EVENTS = True
 
 # Uploaded files are stored here (and are a storage root of their own).
 UPLOAD_DIR = "var/uploads"
@@ -187,6 +218,12 @@ ALLOWED_HOSTS = []
 # beyond loopback.  Empty: no token (loopback only).
 API_TOKEN = ""
 
+# Token for Prometheus scrapes of /metrics (read-only, so the API token need
+# not sit in Prometheus's configuration).  Set: /metrics accepts this token
+# alone.  Empty: /metrics asks for API_TOKEN when that is set, else nothing.
+# Sent as "Authorization: Bearer <token>" or X-API-Token.  See docs/METRICS.md.
+METRICS_TOKEN = ""
+
 # Socket.IO server mode: "eventlet" (the product default) or "threading"
 # (simple-websocket; eventlet's maintainers discourage new use of eventlet).
 SOCKETIO_ASYNC_MODE = "eventlet"
@@ -194,3 +231,9 @@ SOCKETIO_ASYNC_MODE = "eventlet"
 # Signs the browser session cookie; empty: a random key per start (browsers
 # log in again after a restart).
 SECRET_KEY = ""
+
+# Analytics tab: the dashboard samples queue depth and workers every
+# ANALYTICS_SAMPLE_SECONDS (0 turns the sampler off) and keeps the samples
+# ANALYTICS_RETENTION_DAYS; job figures come from the job store itself.
+ANALYTICS_SAMPLE_SECONDS = 30
+ANALYTICS_RETENTION_DAYS = 90

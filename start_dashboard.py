@@ -5,6 +5,7 @@ that URL's port (loopback only; data under var/redis, append-only persistence,
 so queued jobs survive a restart; a Redis it did not start is used with a
 warning), and it runs a supervised Celery worker with beat (restarted if it
 dies).  Use ``--no-redis`` / ``--no-worker`` where Redis and workers live elsewhere.
+With WATCH_FOLDERS set it also runs the watch-folder process (``python -m core.watch``), in every mode.
 Ctrl-C stops everything: the worker shuts down warm, nothing is orphaned.
 
     python start_dashboard.py [--host H] [--port P] [--no-redis] [--no-worker] [--async-mode M]
@@ -43,6 +44,7 @@ from pathlib import Path  # noqa: E402
 from core.config import load_settings, project_path  # noqa: E402
 from core.embedded import (  # noqa: E402
     RedisServer, Worker, is_loopback, our_redis, redacted, redis_address, redis_reachable)
+from core.watch.process import WatcherProcess, config_problems  # noqa: E402
 
 log = logging.getLogger("start_dashboard")
 
@@ -111,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refusing to listen on {args.host} without API_TOKEN: set it in config.py or the environment",
               file=sys.stderr)
         return 2
+    problems = config_problems(settings)
+    if problems:
+        print("WATCH_FOLDERS is not usable as configured:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
 
     var = project_path(settings["VAR_DIR"])
     redis = local_redis(settings["REDIS_URL"], var, args.no_redis)
@@ -125,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s Celery worker with beat, pid %s (log: %s)",
                  "adopted the running" if worker.adopted else "started", worker.pid, worker.log_file)
 
+    watcher = WatcherProcess().start() if settings["WATCH_FOLDERS"] else None
+    if watcher:
+        log.info("watch-folder process, pid %s", watcher.pid)
+
     stopped = threading.Event()
 
     def stop_everything() -> None:
@@ -132,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             return
         stopped.set()
         log.info("shutting down")
+        if watcher:
+            watcher.stop()
         if supervisor:
             supervisor.stopping.set()
         if worker:

@@ -26,7 +26,9 @@ def _caption(args: argparse.Namespace) -> int:
                                  burn_in=not args.no_burn_in, rows=args.rows,
                                  start_timecode=args.start_timecode or "",
                                  timecode_mode="ndf" if args.non_drop_frame else "", mov=args.mov,
-                                 qc_profile=args.qc_profile or "")
+                                 qc_profile=args.qc_profile or "",
+                                 speaker_changes=False if args.no_speaker_changes else None,
+                                 vocabulary=args.vocabulary)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="also a QuickTime file: the source's streams copied, plus a CEA-608 caption track")
     cap.add_argument("--qc-profile", help="house profile of the QC report: broadcast-608, netflix-like, dcmp "
                                           "(default: QC_PROFILE)")
+    cap.add_argument("--no-speaker-changes", action="store_true",
+                     help='no ">>" marks at a change of speaker (default: SPEAKER_CHANGES)')
+    cap.add_argument("--vocabulary", metavar="TERMS",
+                     help="the show's names and terms, comma-separated, e.g. \"O'Neill,Kyiv\" (default: VOCABULARY)")
     cap.add_argument("-v", "--verbose", action="store_true")
     cap.set_defaults(run=_caption)
     sub.add_parser("check", help="verify the infrastructure and say how to fix what is wrong").set_defaults(run=_check)

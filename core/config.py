@@ -14,6 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_COMMA_LISTS = {"VOCABULARY"}       # names may hold a colon ("Star Trek: Picard"), never a comma
 
 
 def _coerce(name: str, raw: str, default: Any) -> Any:
@@ -30,6 +31,8 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
     if isinstance(default, float):
         return float(raw)
     if isinstance(default, (list, tuple)):
+        if name in _COMMA_LISTS:
+            return [part.strip() for part in raw.split(",") if part.strip()]
         return [part for part in raw.split(":") if part]
     return raw
 

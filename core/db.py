@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterator
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, inspect, text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -60,13 +60,67 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict | None] = mapped_column(JSON)
+    # result["timings"], kept in step with result (below): metrics and analytics read seconds per stage
+    # without parsing each job's transcript.
+    timings: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Device, inode, size and mtime of the source when it was queued: the worker refuses a swapped file.
     source_stat: Mapped[dict | None] = mapped_column(JSON)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)   # analytics by period
     batch: Mapped[Batch | None] = relationship(back_populates="jobs")
+
+
+@event.listens_for(Job.result, "set")
+def _timings_follow_result(job: Job, value, _old, _initiator) -> None:
+    job.timings = value.get("timings") if isinstance(value, dict) else None
+
+
+class QueueSample(Base):
+    """Queue depth and workers at one moment, sampled by the dashboard for the Analytics tab (pruned by age)."""
+    __tablename__ = "queue_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    taken_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    waiting: Mapped[int] = mapped_column(Integer, default=0)        # jobs pending in the store
+    running: Mapped[int] = mapped_column(Integer, default=0)        # jobs processing
+    workers: Mapped[int] = mapped_column(Integer, default=0)        # workers that answered inspect
+    busy_workers: Mapped[int] = mapped_column(Integer, default=0)   # of those, the ones running a task
+
+
+class WatchFolderScan(Base):
+    """A watch folder's latest scan, written by the watcher (core/watch), read by the dashboard."""
+    __tablename__ = "watch_folders"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    mode: Mapped[str | None] = mapped_column(Text)
+    scanned_at: Mapped[datetime | None] = mapped_column(DateTime)
+    scan_seconds: Mapped[float | None] = mapped_column(Float)
+    files: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    watcher: Mapped[str | None] = mapped_column(String(255))
+
+
+class WatchFile(Base):
+    """A file the watcher saw in a watch folder: one row per path and content, never forgotten once decided,
+    so a restart, a rescan, a rename or a copy of the same content does not queue it again."""
+    __tablename__ = "watch_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    folder: Mapped[str] = mapped_column(Text, index=True)
+    path: Mapped[str] = mapped_column(Text, index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    stable_since: Mapped[datetime] = mapped_column(DateTime)      # when this size and mtime were first seen
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(80), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
 
 
 _engines: dict[str, Engine] = {}
@@ -97,6 +151,10 @@ def configure(settings: dict) -> str:
     return _configured_url
 
 
+_COPY_TIMINGS = {"sqlite": "UPDATE jobs SET timings = json_extract(result, '$.timings')",
+                 "postgresql": "UPDATE jobs SET timings = result -> 'timings'"}
+
+
 def _add_missing_columns(engine: Engine) -> None:
     """A database made by an earlier version gains the columns added since (new columns are nullable)."""
     existing = {c["name"] for c in inspect(engine).get_columns(Job.__tablename__)}
@@ -105,6 +163,10 @@ def _add_missing_columns(engine: Engine) -> None:
             if column.name not in existing:
                 kind = column.type.compile(engine.dialect)
                 conn.execute(text(f"ALTER TABLE {Job.__tablename__} ADD COLUMN {column.name} {kind}"))
+                if column.name == "timings":
+                    conn.execute(text(_COPY_TIMINGS[engine.dialect.name]))
+    for index in Job.__table__.indexes:     # indexes added since (create_all makes only missing tables)
+        index.create(engine, checkfirst=True)
 
 
 def get_engine(url: str | None = None) -> Engine:

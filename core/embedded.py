@@ -26,7 +26,8 @@ def _sleep(seconds: float) -> None:
         time.sleep(seconds)
 
 
-def _wait(proc: subprocess.Popen, timeout: float) -> bool:
+def wait_exit(proc: subprocess.Popen, timeout: float) -> bool:
+    """Whether ``proc`` ended within ``timeout`` (real sleeps: callers include signal handlers)."""
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
         if time.monotonic() > deadline:
@@ -124,9 +125,9 @@ class RedisServer:
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            if not _wait(self.proc, timeout):
+            if not wait_exit(self.proc, timeout):
                 self.proc.kill()
-                _wait(self.proc, 10)
+                wait_exit(self.proc, 10)
         elif self.proc is None and self.pid and _alive(self.pid):   # adopted: not our child
             os.kill(self.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
@@ -218,13 +219,13 @@ class Worker:
             _sleep(0.2)
         self._kill_group()
         if self.proc:
-            _wait(self.proc, 10)
+            wait_exit(self.proc, 10)
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children (a crash, for fault tests)."""
         self._kill_group()
         if self.proc:
-            _wait(self.proc, 10)
+            wait_exit(self.proc, 10)
 
     def _kill_group(self) -> None:
         if self.pid is None:

@@ -13,6 +13,7 @@ command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v redis-server >/dev/null || missing+=(redis-server)
 fc-list 2>/dev/null | grep -q "DejaVu Sans Mono" || missing+=(fonts-dejavu-core fontconfig)
 python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
+command -v gcc >/dev/null || missing+=(build-essential python3-dev)   # webrtcvad (Resemblyzer) builds from source
 if (( with_tests )); then
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
   command -v tesseract >/dev/null || missing+=(tesseract-ocr tesseract-ocr-eng)

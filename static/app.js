@@ -50,7 +50,7 @@ function showTab(name) {
   $$(".tab").forEach(t => t.classList.toggle("active", t.id === `tab-${name}`));
   if (name === "jobs") loadJobs();
   if (name === "workers") renderWorkers();
-  if (name === "analytics") loadAnalytics();
+  if (name === "analytics") Analytics.load();
   history.replaceState(null, "", `#${name}`);
 }
 $$("#tabs button").forEach(b => b.addEventListener("click", () => showTab(b.dataset.tab)));
@@ -148,7 +148,9 @@ $("#filter").addEventListener("input", ev => {
 $("#queue-selected").addEventListener("click", async () => {
   const body = { paths: [...state.selected], options: { model: $("#opt-model").value,
     language: $("#opt-language").value, burn_in: $("#opt-burn-in").checked, rows: Number($("#opt-rows").value),
-    timecode_mode: $("#opt-ndf").checked ? "ndf" : "df", mov: $("#opt-mov").checked, qc_profile: $("#opt-qc").value } };
+    timecode_mode: $("#opt-ndf").checked ? "ndf" : "df", mov: $("#opt-mov").checked, qc_profile: $("#opt-qc").value,
+    speaker_changes: $("#opt-speakers").checked,
+    vocabulary: $("#opt-vocabulary").value.split(",").map(t => t.trim()).filter(Boolean) } };
   if ($("#opt-start-tc").value.trim()) body.options.start_timecode = $("#opt-start-tc").value.trim();
   if ($("#opt-priority").checked) body.priority = "high";
   const box = $("#submit-result");
@@ -334,24 +336,6 @@ function renderWorkers() {
   $("#worker-cards").replaceChildren(...(cards.length ? cards : [h("p", { class: "error" }, "No worker answers.")]));
 }
 
-/* ---------- analytics ---------- */
-function bars(el, rows, label, value, unit) {
-  const max = Math.max(1e-9, ...rows.map(value));
-  el.replaceChildren(...(rows.length ? rows.map(r => {
-    const fill = h("div", { class: "fill" });
-    fill.style.width = `${(value(r) / max) * 100}%`;
-    return h("div", { class: "bar-row" }, h("span", { class: "label" }, label(r)), h("div", { class: "bar" }, fill),
-      h("span", { class: "value" }, unit === " h" && value(r) < 1 ? `${(value(r) * 60).toFixed(1)} min`
-        : `${value(r).toFixed(value(r) < 10 ? 2 : 0)}${unit}`));
-  }) : [h("p", { class: "muted" }, "No data yet")]));
-}
-async function loadAnalytics() {
-  const a = await api("/api/analytics?days=14");
-  bars($("#chart-hours"), a.audio_hours_per_day, r => r.day.slice(5), r => r.hours, " h");
-  bars($("#chart-rtf"), Object.entries(a.realtime_factor).map(([stage, x]) => ({ stage, x })), r => r.stage, r => r.x, "×");
-  bars($("#chart-failures"), a.failures_by_reason, r => r.reason, r => r.count, "");
-}
-
 /* ---------- start ---------- */
 $("#opt-model").value = defaults.model;
 $("#opt-language").value = defaults.language;
@@ -361,5 +345,7 @@ $("#opt-start-tc").value = defaults.start_timecode === "00:00:00;00" ? "" : defa
 $("#opt-ndf").checked = defaults.timecode_mode === "ndf";
 $("#opt-mov").checked = defaults.mov;
 $("#opt-qc").value = defaults.qc_profile;
+$("#opt-speakers").checked = defaults.speaker_changes;
+$("#opt-vocabulary").value = defaults.vocabulary.join(", ");
 loadRoots();
 showTab((location.hash || "#browser").slice(1));

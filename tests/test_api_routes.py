@@ -107,7 +107,7 @@ def test_batch_is_accepted_with_batch_id_and_one_queue_send(client, news, queue)
         assert status["priority"] == "high"
         assert status["options"] == {"model": "tiny.en", "language": "en", "burn_in": False, "rows": 2,
                                      "start_timecode": "00:00:00;00", "timecode_mode": "df", "mov": False,
-                                     "qc_profile": "broadcast-608"}
+                                     "qc_profile": "broadcast-608", "speaker_changes": True, "vocabulary": []}
 
 
 def test_batch_publishes_job_update_for_each_created_job(client, news, published):

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.services.captions import ROW_WIDTH, build_captions, to_608
+from core.services.captions import ROW_WIDTH, Caption, build_captions, to_608
+from core.services.qc import displayed_chars
+from core.services.scc import write_scc
 
 FRAME = 1001 / 30000
 EPS = 0.0015          # caption times are rounded to the millisecond
@@ -442,3 +444,178 @@ def test_unknown_characters_survive_into_captions():
     words = [W("Tokyo", 2.0, 2.4), W("東京", 2.5, 2.9), W("😀", 3.0, 3.2), W("♪", 3.3, 3.5)]
     captions = build_captions(words, 2, 6.0)
     assert tokens(captions) == ["Tokyo", "??", "?", "♪"]
+
+
+# --- reading rate (issue 16) ------------------------------------------------------------------------------
+
+MAX_CPS = 20.0
+
+
+def over_rate(captions, max_cps: float = MAX_CPS) -> list:
+    return [c for c in captions if displayed_chars(c) / (c.end - c.start) > max_cps]
+
+
+def fast_news(rate: float) -> list[W]:
+    """News read at ``rate`` words a second (4 words/s is about 24 chars/s of speech), 0.3 s between sentences."""
+    return words_from(" ".join(NEWS * 3), start=0.5, rate=rate, sentence_gap=0.3)
+
+
+@pytest.mark.parametrize("rate", [4.0, 4.5])
+@pytest.mark.parametrize("rows", [1, 2, 4])
+def test_fewer_captions_run_over_the_reading_rate_on_fast_speech(rate, rows):
+    words = fast_news(rate)
+    media = words[-1].end + 1.0
+    before = build_captions(words, rows, media)
+    after = build_captions(words, rows, media, max_cps=MAX_CPS)
+    share_before = len(over_rate(before)) / len(before)
+    share_after = len(over_rate(after)) / len(after)
+    assert share_before > 0.2, "the test speech is not fast enough to need the reading rate"
+    assert share_after < share_before, (rows, rate, share_before, share_after)
+    if rows == 2:  # the usual broadcast layout: at least a quarter fewer
+        assert share_after <= 0.75 * share_before, (rate, share_before, share_after)
+    assert tokens(after) == expected_tokens(words), "a word was dropped, changed or moved to keep the rate"
+    assert_timing_rules(after, media)
+
+
+def test_reading_rate_changes_nothing_when_there_is_time_to_read():
+    words = news_words(start=0.4)   # 2.8 words a second
+    media = words[-1].end + 0.5
+    plain = build_captions(words, 2, media)
+    rated = build_captions(words, 2, media, max_cps=MAX_CPS)
+    assert not over_rate(plain)
+    assert [(c.start, c.end, c.lines) for c in rated] == [(c.start, c.end, c.lines) for c in plain]
+
+
+def test_without_a_reading_rate_or_marks_speaker_labels_change_nothing():
+    words = random_transcript(400, seed=8)
+    labelled = [W(w.text, w.start, w.end) for w in words]
+    for k, w in enumerate(labelled):
+        w.speaker = (k // 7) % 2
+    media = words[-1].end + 1
+    plain = build_captions(words, 2, media)
+    same = build_captions(labelled, 2, media, max_cps=None, speaker_marks=False)
+    assert [(c.start, c.end, c.lines) for c in same] == [(c.start, c.end, c.lines) for c in plain]
+    assert all(c.start == c.words[0].start for c in plain), "without a reading rate no caption starts early"
+
+
+def test_an_early_start_is_at_most_3_frames_and_only_where_it_makes_the_caption_readable():
+    words = fast_news(4.5)
+    early = 0
+    for cap in (c for rows in (1, 2, 4) for c in build_captions(words, rows, words[-1].end + 1.0, max_cps=MAX_CPS)):
+        onset = cap.words[0].start
+        assert cap.start <= onset + EPS
+        if cap.start < onset - EPS:
+            early += 1
+            assert onset - cap.start <= 3 * FRAME + EPS, f"starts {(onset - cap.start) / FRAME:.1f} frames early"
+            assert displayed_chars(cap) / (cap.end - onset) > MAX_CPS, f"started early for nothing: {cap}"
+            assert displayed_chars(cap) / (cap.end - cap.start) <= MAX_CPS, f"started early, still too fast: {cap}"
+    assert early, "no caption used an early start on fast speech"
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4])
+def test_the_608_channel_still_loads_each_caption_in_time(rows):
+    words = fast_news(4.5)
+    media = words[-1].end + 1.0
+    late = {}
+    for max_cps in (None, MAX_CPS):
+        _, schedule = write_scc(build_captions(words, rows, media, max_cps=max_cps))
+        late[max_cps] = sum(e - t > 1 for t, e in zip(schedule.targets, schedule.eoc_frames))
+    assert late[MAX_CPS] <= late[None], late
+
+
+def test_a_caption_that_cannot_be_read_in_time_keeps_every_word():
+    words = words_from("Officials say the remaining repairs to the coastal road will take several more weeks.",
+                       start=1.0, rate=7.0)
+    media = words[-1].end + 0.3
+    captions = build_captions(words, 2, media, max_cps=MAX_CPS)
+    assert tokens(captions) == expected_tokens(words)
+    assert over_rate(captions), "speech at 7 words a second with no pause left readable: check the test"
+
+
+# --- speaker marks (issue 16) -----------------------------------------------------------------------------
+
+def speaking(*turns: tuple[int | None, str], rate: float = 2.8, gap: float = 0.4, start: float = 1.0) -> list[W]:
+    """Timed words for turns of (speaker, text), ``gap`` seconds between turns."""
+    out, t = [], start
+    for speaker, text in turns:
+        for w in words_from(text, start=t, rate=rate, sentence_gap=0.0):
+            w.speaker = speaker
+            out.append(w)
+        t = out[-1].end + gap
+    return out
+
+
+def rows_of(captions) -> list[str]:
+    return [row for cap in captions for row in cap.lines]
+
+
+def unmarked(captions) -> list[str]:
+    return [tok for cap in captions for row in cap.lines for tok in row.removeprefix(">> ").split()]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4])
+def test_a_new_speaker_gets_a_mark_the_first_speaker_does_not(rows):
+    turns = [(0, "Good evening. Our top story tonight is the storm."),
+             (1, "Thank you. The wind has been blowing all day here on the coast."),
+             (0, "Is it getting worse?"),
+             (1, "Yes.")]
+    words = speaking(*turns)
+    captions = build_captions(words, rows, words[-1].end + 2, speaker_marks=True)
+    assert unmarked(captions) == expected_tokens(words)
+    assert not captions[0].lines[0].startswith(">>"), "the programme's first caption is marked"
+    first_of_turn = {1, 2, 3}
+    starts = first_word_index_marked(captions, words)
+    for k, (cap, first) in enumerate(zip(captions, starts)):
+        new_speaker = first > 0 and words[first].speaker != words[first - 1].speaker
+        assert cap.lines[0].startswith(">> ") == new_speaker, (k, cap.lines)
+        if new_speaker:
+            first_of_turn.discard([s for s, _ in enumerate(turns)][sum(
+                1 for a, b in zip(words[:first], words[1:first + 1]) if a.speaker != b.speaker)])
+    assert not first_of_turn, f"turns {first_of_turn} start without a mark"
+    for row in rows_of(captions):
+        assert len(row) <= 32, row
+        assert ">>" not in row.removeprefix(">> "), f"a mark in the middle of a row: {row!r}"
+
+
+def first_word_index_marked(captions, words) -> list[int]:
+    plain = [Caption(c.start, c.end, [row.removeprefix(">> ") for row in c.lines]) for c in captions]
+    return first_word_index(plain, words)
+
+
+def test_two_speakers_sharing_a_caption_each_get_their_own_row():
+    # "Hi" alone could not stay up a second before the reply: they share a caption.
+    words = [W("Hi.", 2.0, 2.2), W("Hello", 2.3, 2.6), W("there.", 2.65, 3.0)]
+    words[0].speaker, words[1].speaker, words[2].speaker = 0, 1, 1
+    shared = build_captions(words, 2, 8.0, speaker_marks=True)
+    assert [c.lines for c in shared] == [["Hi.", ">> Hello there."]]
+    one_row = build_captions(words, 1, 8.0, speaker_marks=True)
+    assert [c.lines for c in one_row] == [["Hi."], [">> Hello there."]], "with one row the change starts a caption"
+
+
+def test_unknown_speakers_never_cause_a_mark():
+    words = speaking((0, "We are live at the scene."), (None, "Sirens are heard."), (0, "Back to the studio."),
+                     (None, "Music."), (1, "Thanks for that."))
+    captions = build_captions(words, 2, words[-1].end + 2, speaker_marks=True)
+    marked = [c.lines for c in captions if any(r.startswith(">> ") for r in c.lines)]
+    assert len(marked) == 1 and any(r.startswith(">> Thanks") for r in marked[0]), [c.lines for c in captions]
+    assert not any(">>" in r for r in rows_of(build_captions(words, 2, words[-1].end + 2))), "marks when off"
+
+
+def test_a_long_word_after_a_mark_still_fits_32_columns():
+    long_word = "Llanfairpwllgwyngyllgogerychwyrndrobwll"   # 39 chars
+    words = [W("Where?", 1.0, 1.4), W(long_word, 3.0, 4.5), W("station.", 4.6, 5.0)]
+    words[0].speaker, words[1].speaker, words[2].speaker = 0, 1, 1
+    captions = build_captions(words, 2, 8.0, speaker_marks=True)
+    assert all(len(r) <= 32 for r in rows_of(captions)), rows_of(captions)
+    assert "".join(t for t in unmarked(captions)) == "Where?" + long_word + "station."
+    assert captions[1].lines[0].startswith(">> Llanfair")
+
+
+def test_the_mark_is_not_counted_in_the_reading_rate():
+    words = speaking((0, "Storm warning tonight."), (1, "The coast road is closed until morning."),
+                     rate=4.5, gap=0.3)
+    captions = build_captions(words, 2, words[-1].end + 0.5, max_cps=MAX_CPS, speaker_marks=True)
+    marked = [c for c in captions if any(r.startswith(">> ") for r in c.lines)]
+    assert marked
+    for cap in marked:
+        assert displayed_chars(cap) == sum(len(r) for r in cap.lines) - 3

@@ -109,3 +109,37 @@ def test_a_database_from_an_earlier_version_gains_the_new_columns(tmp_path, sett
     finally:
         db._engines.pop(url).dispose()
         db._configured_url = None
+
+
+def test_an_earlier_database_gets_each_jobs_timings_and_new_results_keep_them_in_step(tmp_path, settings, published):
+    """Metrics and analytics read seconds per stage from the ``timings`` column, not each transcript."""
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE jobs (id VARCHAR(32) PRIMARY KEY, batch_id VARCHAR(32), source TEXT, "
+                          "output_dir TEXT, options JSON, priority VARCHAR(8), status VARCHAR(16), stage VARCHAR(16), "
+                          "progress FLOAT, media_duration FLOAT, task_id VARCHAR(64), worker VARCHAR(255), "
+                          "attempts INTEGER, error TEXT, result JSON, created_at DATETIME, started_at DATETIME, "
+                          "heartbeat_at DATETIME, completed_at DATETIME)"))
+        conn.execute(text("INSERT INTO jobs (id, source, output_dir, options, status, result) VALUES "
+                          "('old', '/a.mp4', '/out', '{}', 'completed', "
+                          "'{\"text\": \"hi\", \"timings\": {\"transcribing\": 4.5, \"total\": 5.0}}')"))
+    engine.dispose()
+    url = db.configure({**settings, "DATABASE_URL": f"sqlite:///{path}"})
+    try:
+        from sqlalchemy import inspect
+
+        indexed = {tuple(i["column_names"]) for i in inspect(db.get_engine(url)).get_indexes("jobs")}
+        assert ("completed_at",) in indexed          # the Analytics tab's periods
+        with session_scope() as s:
+            assert s.get(Job, "old").timings == {"transcribing": 4.5, "total": 5.0}
+        job_id = _add("/b.mp4", result={"timings": {"rendering": 2.0}})
+        with session_scope() as s:
+            job = s.get(Job, job_id)
+            assert job.timings == {"rendering": 2.0}
+            job.result = {"text": "no timings"}
+        with session_scope() as s:
+            assert s.get(Job, job_id).timings is None
+    finally:
+        db._engines.pop(url).dispose()
+        db._configured_url = None

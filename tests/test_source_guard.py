@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.jobs.submission import source_stat
+from core.jobs.sources import source_stat
 from core.services import source_guard
 from core.services.errors import InputError
 from tests.fast import write_wav

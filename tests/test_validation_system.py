@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.db import Job, new_id, utcnow
-from core.jobs import queries, record, submission
+from core.jobs import queries, record, sources, submission
 from core.queue import QueueClient
 from core.services import storage
 from tests.fast import write_wav
@@ -35,7 +35,7 @@ def system(tmp_path_factory):
 
 def _record(system, path: Path, **options) -> str:
     """A pending job on ``path`` with ``options`` as given, bypassing submission's checks."""
-    job = Job(id=new_id(), source=str(path), source_stat=submission.source_stat(path),
+    job = Job(id=new_id(), source=str(path), source_stat=sources.source_stat(path),
               output_dir=str(storage.output_dir_for(path, system.settings)), options={**OPTIONS, **options},
               priority="normal", media_duration=2.0, status="pending", progress=0.0, attempts=0,
               created_at=utcnow())

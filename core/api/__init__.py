@@ -12,7 +12,10 @@ from .. import db, events
 from ..celery_app import celery_init_app
 from ..config import PROJECT_ROOT, load_settings
 from ..queue import QueueClient
-from . import auth, browse, captions, errors, hosts, jobs, live, pages, system
+from . import analytics, auth, browse, captions, errors, hosts, jobs, live, pages, system
+from . import metrics as metrics_api
+from . import openapi
+from . import watch as watch_api
 
 mimetypes.add_type("text/vtt", ".vtt")
 # Same-origin everything: 'self' in connect-src covers the page's own ws:/wss: (CSP 3), so the
@@ -49,7 +52,11 @@ def create_app(settings: dict | None = None, queue: QueueClient | None = None,
     app.register_blueprint(captions.bp, url_prefix="/api")
     app.register_blueprint(system.bp, url_prefix="/api")
     app.register_blueprint(browse.bp, url_prefix="/api")
+    app.register_blueprint(analytics.bp, url_prefix="/api")
+    app.register_blueprint(watch_api.bp, url_prefix="/api")     # /api/watch: watch folders
+    app.register_blueprint(openapi.bp, url_prefix="/api")      # /api/openapi.json, /api/docs
     app.register_blueprint(pages.bp)
+    app.register_blueprint(metrics_api.bp)      # /metrics: its own token check (METRICS_TOKEN)
 
     @app.before_request
     def known_host_only():

@@ -1,4 +1,4 @@
-"""File browser, duration probes, analytics and the source stream for previews."""
+"""File browser, duration probes and the source stream for previews."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request
 
 from ..jobs import queries
 from ..jobs.errors import JobError
-from ..services import analytics, browser, storage
+from ..services import browser, storage
 from . import files
 from .helpers import int_arg, settings
 
@@ -41,11 +41,6 @@ def durations():
     if not isinstance(body, dict) or not isinstance(body.get("paths"), list):
         raise JobError('send {"paths": [...]} as JSON')
     return jsonify({"durations": browser.durations(body["paths"], settings())})
-
-
-@bp.get("/analytics")
-def analytics_summary():
-    return jsonify(analytics.summary(int_arg("days", 14, 1, 365)))
 
 
 @bp.get("/jobs/<job_id>/source")

@@ -16,7 +16,7 @@ from flask_socketio import SocketIO
 
 from ..services import queue_inspect
 from . import auth as tokens
-from . import hosts
+from . import hosts, queue_sampler
 
 log = logging.getLogger(__name__)
 socketio = SocketIO()
@@ -91,6 +91,7 @@ def init_socketio(app, settings: dict, async_mode: str | None = None) -> SocketI
     # Socket.IO's middleware answers /socket.io/ before Flask sees the request: check the Host in
     # front of it, so a foreign name gets a 400 at the handshake (on_connect checks again).
     app.wsgi_app = KnownHostOnly(app.wsgi_app, hosts.allowed_hosts(settings))
+    queue_sampler.start(app, socketio, monitor)
     return socketio
 
 

@@ -31,7 +31,8 @@ def index():
     return render_template("index.html", defaults={
         "model": settings["WHISPER_MODEL"], "language": settings["LANGUAGE"],
         "burn_in": settings["BURN_IN"], "rows": settings["CAPTION_ROWS"], "start_timecode": settings["START_TIMECODE"],
-        "timecode_mode": settings["TIMECODE_MODE"], "mov": settings["MOV_OUTPUT"], "qc_profile": settings["QC_PROFILE"]}, vocabulary=vocabulary,
+        "timecode_mode": settings["TIMECODE_MODE"], "mov": settings["MOV_OUTPUT"], "qc_profile": settings["QC_PROFILE"],
+        "speaker_changes": settings["SPEAKER_CHANGES"], "vocabulary": settings["VOCABULARY"]}, vocabulary=vocabulary,
         token_required=bool(_token()))
 
 

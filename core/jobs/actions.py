@@ -12,7 +12,8 @@ from . import history, queries, record, revisions
 from .errors import JobError
 from .serialize import job_dict
 from .states import ACTIVE, CANCELLED, FAILED, PENDING, PROCESSING
-from .submission import dispatch, source_stat
+from .sources import source_stat
+from .submission import dispatch
 from .worker import remove_outputs, without_outputs
 
 OUTPUT_KINDS = artifacts.KINDS

@@ -44,7 +44,7 @@ def stage_rates() -> dict[str, float]:
     media, work = dict.fromkeys(_DEFAULT_RTF, 0.0), dict.fromkeys(_DEFAULT_RTF, 0.0)
     try:
         with session_scope() as s:
-            rows = s.execute(select(Job.media_duration, Job.result["timings"])
+            rows = s.execute(select(Job.media_duration, Job.timings)
                              .where(Job.status == COMPLETED, Job.media_duration > 0)
                              .order_by(Job.completed_at.desc()).limit(_HISTORY_JOBS)).all()
     except Exception:  # noqa: BLE001 - an ETA is never worth an error

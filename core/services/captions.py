@@ -26,6 +26,13 @@ MAX_DURATION = 6.0
 LINGER = 0.5          # seconds a caption stays after its last word, when there is room
 MERGE_GAP = 0.3       # shorter gaps between captions are closed (avoids a blink)
 UNKNOWN_CHAR = "?"
+EARLY_FRAMES = 3      # a caption may start this many frames before its first word (reading rate only)
+SPEAKER_MARK = ">> "
+# The mark while cutting: a two-column token to_608 can never produce (control characters are dropped).
+_MARK = "\x1e\x1e"
+SHARED_CAPTION_COST = 6.0   # two speakers in one caption: allowed (row by row), a new caption preferred
+RATE_COST, RATE_SLOPE = 15.0, 0.5   # a caption that cannot be read at the rate, and per char/s over
+EARLY_COST = 1.0                   # one that can, if it starts up to EARLY_FRAMES early
 
 # Typography without a 608 code, and 608 codes that cost three times the
 # bandwidth of their plain equivalent (extended characters need a backspace).
@@ -111,11 +118,17 @@ def wrap(words: tuple[str, ...], rows: int, width: int = ROW_WIDTH) -> tuple[flo
     word, avoid one-word rows, and keep rows balanced.
     """
     n = len(words)
-    if sum(len(w) for w in words) + n - 1 <= width:
-        return 0.0, (" ".join(words),)
+    marked = _MARK in words
+    marks = {k for k in range(1, n) if words[k] == _MARK} if marked else set()
+    if words[-1] == _MARK:
+        return None
+    if not marks and sum(len(w) for w in words) + n - 1 <= width:
+        return 0.0, (" ".join(words).replace(_MARK, SPEAKER_MARK.strip()),)
     best: tuple[float, tuple[str, ...]] | None = None
     for nrows in range(2, rows + 1):
         for cuts in _cut_sets(words, nrows, width):
+            if marked and (not marks.issubset(cuts) or any(words[c - 1] == _MARK for c in cuts)):
+                continue  # a second speaker's mark starts a row, never ends one
             lines = [" ".join(words[a:b]) for a, b in zip((0,) + cuts, cuts + (n,))]
             if any(len(line) > width for line in lines):
                 continue
@@ -132,7 +145,7 @@ def wrap(words: tuple[str, ...], rows: int, width: int = ROW_WIDTH) -> tuple[flo
             lengths = [len(line) for line in lines]
             cost += (max(lengths) - min(lengths)) / width * 2.0
             if best is None or cost < best[0]:
-                best = (cost, tuple(lines))
+                best = (cost, tuple(line.replace(_MARK, SPEAKER_MARK.strip()) for line in lines))
         if best is not None:
             return best
     return None
@@ -163,41 +176,78 @@ def _cut_sets(words: tuple[str, ...], nrows: int, width: int):
     return rec(0, nrows)
 
 
-def build_captions(words: Sequence, rows: int = 2, media_duration: float | None = None) -> list[Caption]:
-    """Cut timed words (objects with .text .start .end) into pop-on captions."""
+def build_captions(words: Sequence, rows: int = 2, media_duration: float | None = None,
+                   max_cps: float | None = None, speaker_marks: bool = False) -> list[Caption]:
+    """Cut timed words (objects with .text .start .end, optionally .speaker) into pop-on captions.
+
+    ``max_cps``: the reading rate to keep captions at or under where timing
+    allows; ``speaker_marks``: ">> " where the speaker changes.
+    """
     if not 1 <= rows <= MAX_ROWS:
         raise ValueError(f"rows must be 1..{MAX_ROWS}")
-    items = []
-    for w in words:
-        text = to_608(w.text)
-        if not text:
-            continue
-        pieces = _split_long_word(text, ROW_WIDTH)
-        start, end = float(w.start), float(max(w.end, w.start))
-        step = (end - start) / len(pieces)
-        for k, piece in enumerate(pieces):  # pieces of a long word share its time, in order
-            items.append((piece, round(start + k * step, 3), round(start + (k + 1) * step, 3), w))
+    items = _items(words, speaker_marks)
     if not items:
         return []
-    spans = _segment(items, rows)
+    spans = _segment(items, rows, max_cps, media_duration)
     captions = []
     for i, j in spans:
         layout = wrap(tuple(t for t, *_ in items[i:j]), rows)
         assert layout is not None
-        captions.append(Caption(items[i][1], items[j - 1][2], list(layout[1]), [x[3] for x in items[i:j]]))
-    _set_end_times(captions, media_duration)
+        captions.append(Caption(items[i][1], items[j - 1][2], list(layout[1]),
+                                [x[3] for x in items[i:j] if x[3] is not None]))
+    _set_end_times(captions, media_duration, max_cps)
+    if max_cps:
+        _start_early(captions, max_cps)
     return captions
 
 
-def _segment(items, rows: int) -> list[tuple[int, int]]:
+def _items(words: Sequence, speaker_marks: bool) -> list[tuple[str, float, float, object]]:
+    """(text, start, end, word) to cut: words in 608 text, a long word in row-wide pieces sharing its time,
+    and a mark token (word None) before the first word of a new speaker."""
+    items: list[tuple[str, float, float, object]] = []
+    speaker = None
+    marked = False
+    for w in words:
+        who = getattr(w, "speaker", None)
+        if speaker_marks and who is not None and speaker is not None and who != speaker:
+            marked = True  # held until a word that shows text
+        if who is not None:
+            speaker = who
+        text = to_608(w.text)
+        if not text:
+            continue
+        start, end = float(w.start), float(max(w.end, w.start))
+        if marked and items:
+            items.append((_MARK, round(start, 3), round(start, 3), None))
+            head = ROW_WIDTH - len(SPEAKER_MARK)  # the mark takes 3 of the row's columns
+            pieces = [text[:head]] + _split_long_word(text[head:], ROW_WIDTH) if len(text) > head else [text]
+        else:
+            pieces = _split_long_word(text, ROW_WIDTH)
+        marked = False
+        step = (end - start) / len(pieces)
+        for k, piece in enumerate(pieces):  # pieces of a long word share its time, in order
+            items.append((piece, round(start + k * step, 3), round(start + (k + 1) * step, 3), w))
+    return items
+
+
+def displayed_chars(lines: Sequence[str]) -> int:
+    """Characters a viewer reads: the rows, spaces included, a leading speaker mark not."""
+    return sum(len(line.removeprefix(SPEAKER_MARK)) for line in lines)
+
+
+def _segment(items, rows: int, max_cps: float | None = None, media_duration: float | None = None
+             ) -> list[tuple[int, int]]:
     """Choose caption spans [i, j) minimising total cost (see module doc)."""
     n = len(items)
     texts = [t for t, *_ in items]
     starts = [s for _, s, _, _ in items]
     ends = [e for _, _, e, _ in items]
     max_chars = rows * ROW_WIDTH
+    end_room = (media_duration - starts[-1]) if media_duration else MAX_DURATION
 
     def span_ok(i, j):
+        if texts[j - 1] == _MARK:
+            return False  # a mark goes with its speaker's first word
         chars = sum(len(t) for t in texts[i:j]) + (j - i - 1)
         if chars > max_chars + rows - 1:  # the spaces where rows break take no column
             return False
@@ -208,7 +258,7 @@ def _segment(items, rows: int) -> list[tuple[int, int]]:
     def caption_cost(i, j):
         layout = wrap(tuple(texts[i:j]), rows)
         if layout is None:
-            return None, 0
+            return None, 0, None
         cost = 1.5 + layout[0]
         for k in range(i, j - 1):  # breaks we do not take
             gap = starts[k + 1] - ends[k]
@@ -216,10 +266,12 @@ def _segment(items, rows: int) -> list[tuple[int, int]]:
                 cost += 4.0 + 10.0 * gap  # text would show before a pause ends
             if _SENTENCE_END.search(texts[k]):
                 cost += 3.0
+            if texts[k + 1] == _MARK:
+                cost += SHARED_CAPTION_COST  # two speakers in one caption
         if j < n:  # the break we take after this caption
             gap = starts[j] - ends[j - 1]
             last = texts[j - 1]
-            if _SENTENCE_END.search(last):
+            if _SENTENCE_END.search(last) or texts[j] == _MARK:
                 cost += 0.0
             elif gap >= 0.35:
                 cost += 0.5
@@ -230,33 +282,59 @@ def _segment(items, rows: int) -> list[tuple[int, int]]:
             avail = starts[j] - starts[i]
             if avail < MIN_DURATION:
                 cost += 25.0 * (MIN_DURATION - avail) + 5.0
-        if j - i == 1 and n > 1:
+        else:
+            avail = end_room + starts[-1] - starts[i]
+        if j - i - (texts[i] == _MARK) == 1 and n > 1:
             cost += 3.0  # a lone word flashes by
-        return cost, load_frames(layout[1])
+        reading = (displayed_chars(layout[1]), max(min(avail, MAX_DURATION), 1e-3)) if max_cps else None
+        return cost, load_frames(layout[1]), reading
+
+    early = EARLY_FRAMES / FPS
+
+    def rate_cost(reading, prev_reading) -> float:
+        """Reading ``chars`` in ``room`` seconds (until the next caption, or the media's end) at max_cps;
+        the caption may start ``early`` where the previous caption's status does not change by it."""
+        if not max_cps or reading[0] <= max_cps * reading[1]:
+            return 0.0
+        chars, room = reading
+        if prev_reading is None:
+            can_claim = True
+        else:
+            p_chars, p_room = prev_reading
+            can_claim = p_room - early >= MIN_DURATION and (
+                p_chars > max_cps * (p_room + early) or p_chars <= max_cps * (p_room - early))
+        if can_claim and chars <= max_cps * (room + early):
+            return EARLY_COST
+        return RATE_COST + RATE_SLOPE * (chars / room - max_cps)
 
     # best[(i, j)] = (cost, previous i) for a last caption words[i:j]
     best: dict[tuple[int, int], tuple[float, int]] = {}
+    readings: dict[tuple[int, int], tuple[int, float]] = {}
     by_end: dict[int, list[int]] = {0: []}
     for j in range(1, n + 1):
         by_end[j] = []
         i = j - 1
         while i >= 0 and span_ok(i, j):
-            cost, frames = caption_cost(i, j)
+            cost, frames, reading = caption_cost(i, j)
             if cost is not None:
                 candidates = []
                 if i == 0:
-                    candidates.append((cost + _late_cost(frames, starts[0] * FPS), -1))
+                    candidates.append((cost + rate_cost(reading, None) + _late_cost(frames, starts[0] * FPS), -1))
                 for k in by_end[i]:
                     avail = (starts[i] - starts[k]) * FPS - 2
-                    candidates.append((best[(k, i)][0] + cost + _late_cost(frames, avail), k))
+                    rate = rate_cost(reading, readings.get((k, i))) if max_cps else 0.0
+                    candidates.append((best[(k, i)][0] + cost + rate + _late_cost(frames, avail), k))
                 if candidates:
                     best[(i, j)] = min(candidates)
+                    if max_cps:
+                        readings[(i, j)] = reading
                     by_end[j].append(i)
             i -= 1
-        if not by_end[j]:  # a single word too long for the rows: force it alone
-            prev = by_end[j - 1] or [-1]
-            best[(j - 1, j)] = (min(best[(k, j - 1)][0] for k in prev) if prev != [-1] else 0.0, prev[0])
-            by_end[j].append(j - 1)
+        if not by_end[j] and texts[j - 1] != _MARK:  # a single word too long for the rows: force it alone
+            first = j - 2 if j >= 2 and texts[j - 2] == _MARK else j - 1
+            prev = by_end[first] or [-1]
+            best[(first, j)] = (min(best[(k, first)][0] for k in prev) if prev != [-1] else 0.0, prev[0])
+            by_end[j].append(first)
     i = min(by_end[n], key=lambda k: best[(k, n)][0])
     spans, j = [], n
     while i >= 0:
@@ -271,12 +349,48 @@ def _late_cost(frames: int, available: float) -> float:
     return 0.0 if late <= 0 else 5.0 + late * 1.0
 
 
-def _set_end_times(captions: list[Caption], media_duration: float | None) -> None:
+def _set_end_times(captions: list[Caption], media_duration: float | None, max_cps: float | None = None) -> None:
     for idx, cap in enumerate(captions):
         nxt = captions[idx + 1].start if idx + 1 < len(captions) else math.inf
         limit = media_duration if media_duration else math.inf
         end = max(cap.end + LINGER, cap.start + MIN_DURATION)
+        if max_cps:  # linger as long as reading takes, if the pause after allows
+            end = max(end, cap.start + displayed_chars(cap.lines) / max_cps)
         end = min(end, cap.start + MAX_DURATION, nxt, limit)
         if nxt - end < MERGE_GAP and nxt - cap.start <= MAX_DURATION:
             end = nxt
         cap.end = round(max(end, cap.start + 1 / FPS), 3)
+
+
+def _frame(t: float) -> int:
+    return round(t * FPS)
+
+
+def _start_early(captions: list[Caption], max_cps: float) -> None:
+    """Start a caption still over the rate up to EARLY_FRAMES before its first word, where that brings it
+    to the rate, the previous caption keeps its second and its own rate, and the load still fits."""
+    for idx, cap in enumerate(captions):
+        need = displayed_chars(cap.lines) / max_cps - (cap.end - cap.start)
+        frames = math.ceil(need * FPS - 1e-6)
+        if need <= 0 or frames > EARLY_FRAMES:
+            continue
+        start = round(cap.start - frames / FPS, 3)
+        if start < 0 or cap.end - start > MAX_DURATION:
+            continue
+        load = load_frames(cap.lines)
+        if idx == 0:
+            if _frame(start) < load:
+                continue
+            cap.start = start
+            continue
+        prev = captions[idx - 1]
+        prev_end = start if _frame(start) - _frame(prev.end) < 2 else prev.end  # no gap under 2 frames
+        clear = 2 if _frame(start) - _frame(prev_end) >= 4 else 0      # the EDM that clears prev
+        if _frame(start) - _frame(prev.start) - 2 - clear < load:
+            continue  # the 608 channel could not load it by then
+        readable = [displayed_chars(prev.lines) <= max_cps * (end - prev.start) for end in (prev.end, prev_end)]
+        if prev_end < prev.end and (prev_end - prev.start < MIN_DURATION or readable == [True, False]):
+            continue  # the previous caption keeps its second, and a readable one stays readable
+        if prev_end - prev.start > MAX_DURATION:
+            continue
+        prev.end, cap.start = prev_end, start

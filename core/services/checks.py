@@ -14,7 +14,7 @@ import redis
 from sqlalchemy import text
 
 from ..config import project_path
-from ..db import database_url, get_engine
+from ..db import database_url, get_engine, utcnow
 from ..embedded import redis_reachable
 from ..queue import REAPER_LAST_RUN_KEY, QueueClient
 from .models import resolve_model
@@ -118,7 +118,29 @@ def _recovery(settings, redis_ok: bool) -> Check:
                  "start a worker (each worker runs the reaper): celery -A core.tasks worker")
 
 
+def _watch(settings) -> Check | None:
+    """WATCH_FOLDERS usable, and the watcher (a child of start_dashboard.py) scanning them lately."""
+    if not settings.get("WATCH_FOLDERS"):
+        return None
+    from ..db import WatchFolderScan, session_scope
+    from ..watch.folders import parse
+
+    folders, problems = parse(settings)
+    if problems:
+        return Check("watch", False, "; ".join(problems), "edit WATCH_FOLDERS in config.py")
+    limit = 3 * settings["WATCH_SCAN_SECONDS"] + 30
+    with session_scope() as s:
+        scanned = {row.path: row.scanned_at for row in s.query(WatchFolderScan).all()}
+    now = utcnow()
+    stale = [f.key for f in folders if scanned.get(f.key) is None or (now - scanned[f.key]).total_seconds() > limit]
+    if stale:
+        return Check("watch", False, f"no scan in the last {limit} s of {', '.join(stale)}",
+                     "start_dashboard.py runs the watcher: start it (or see its log)")
+    return Check("watch", True, f"watching {', '.join(f.key for f in folders)}")
+
+
 def run_checks(settings: dict, queue: QueueClient) -> list[Check]:
     redis = _redis(settings)
-    return [redis, _workers(queue, redis.ok), _recovery(settings, redis.ok), _database(settings), _ffmpeg(),
-            _model(settings), _storage(settings)]
+    checks = [redis, _workers(queue, redis.ok), _recovery(settings, redis.ok), _database(settings), _ffmpeg(),
+              _model(settings), _storage(settings), _watch(settings)]
+    return [check for check in checks if check is not None]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import process_settings
-from . import artifacts, burnin, captions as captions_mod, deliverables, media, models, qc, timecode, transcription, writers
+from . import artifacts, burnin, captions as captions_mod, deliverables, media, models, qc, speakers, timecode, transcription, writers
 from .errors import CaptionError, InputError
 from .scc import write_scc
 
@@ -35,6 +35,8 @@ class CaptionOptions:
     timecode_mode: str = ""       # "df" or "ndf"
     mov: bool | None = None       # also a MOV with a CEA-608 track
     qc_profile: str = ""
+    speaker_changes: bool | None = None   # ">>" at a change of speaker
+    vocabulary: list[str] | None = None   # the show's names and terms, for the decoder
     settings: dict = field(default_factory=process_settings, repr=False)
 
     def __post_init__(self):
@@ -49,6 +51,34 @@ class CaptionOptions:
         self.mov = s["MOV_OUTPUT"] if self.mov is None else bool(self.mov)
         self.qc_profile = self.qc_profile or s["QC_PROFILE"]
         check_deliverable_options(self.start_timecode, self.timecode_mode, self.qc_profile)
+        self.speaker_changes = s["SPEAKER_CHANGES"] if self.speaker_changes is None else bool(self.speaker_changes)
+        self.vocabulary = clean_vocabulary(s["VOCABULARY"] if self.vocabulary is None else self.vocabulary)
+
+
+MAX_VOCABULARY = 100        # terms; the prompt the decoder sees is bounded too (transcription.py)
+MAX_TERM = 64               # characters
+
+
+def clean_vocabulary(terms: object) -> list[str]:
+    """The vocabulary as a list of distinct terms, or ValueError saying what is wrong with it."""
+    if isinstance(terms, str):
+        terms = terms.split(",")
+    if not isinstance(terms, (list, tuple)):
+        raise ValueError("vocabulary must be a list of words or names")
+    cleaned: list[str] = []
+    for term in terms:
+        if not isinstance(term, str):
+            raise ValueError("vocabulary must be a list of words or names")
+        term = " ".join(term.split())
+        if not term:
+            continue
+        if len(term) > MAX_TERM or not term.isprintable():
+            raise ValueError(f"vocabulary terms are printable text of at most {MAX_TERM} characters")
+        if term not in cleaned:
+            cleaned.append(term)
+    if len(cleaned) > MAX_VOCABULARY:
+        raise ValueError(f"vocabulary holds at most {MAX_VOCABULARY} terms")
+    return cleaned
 
 
 def check_deliverable_options(start_timecode: str, timecode_mode: str, qc_profile: str) -> None:
@@ -89,12 +119,18 @@ def transcribe_media(info: media.MediaInfo, options: CaptionOptions, report: Pro
     transcript = transcription.transcribe(
         pipeline, audio, language=None if options.language == "auto" else options.language,
         batch_size=settings["WHISPER_BATCH_SIZE"], align_model=settings["ALIGN_MODEL"],
-        device=settings["WHISPER_DEVICE"],
+        device=settings["WHISPER_DEVICE"], vocabulary=options.vocabulary,
         progress=lambda f: report("transcribing", DECODE_SHARE + (1.0 - DECODE_SHARE) * f))
     timings["transcribing"] = round(time.monotonic() - t0, 3)
     report("captioning", 0.0)
     t0 = time.monotonic()
-    captions = captions_mod.build_captions(transcript.words, options.rows, info.duration)
+    if options.speaker_changes:
+        transcript = speakers.label_speakers(transcript, audio)
+        timings["speakers"] = round(time.monotonic() - t0, 3)
+        t0 = time.monotonic()
+    captions = captions_mod.build_captions(transcript.words, options.rows, info.duration,
+                                           max_cps=qc.PROFILES[options.qc_profile].reading_cps,
+                                           speaker_marks=options.speaker_changes)
     timings["captioning"] = round(time.monotonic() - t0, 3)
     return transcript, captions
 

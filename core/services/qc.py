@@ -12,12 +12,12 @@ import subprocess
 from dataclasses import dataclass
 from typing import Sequence
 
-from .captions import FPS, ROW_WIDTH, Caption, to_608
+from .captions import FPS, ROW_WIDTH, SPEAKER_MARK, Caption, to_608
+from .captions import displayed_chars as _displayed_rows
 from .media import ffmpeg_url
 
 MAX_ITEMS = 100          # offending captions listed per rule (the count covers all)
 LOW_CONFIDENCE = 0.4     # a word recognised with less probability is flagged
-SPEAKER_MARK = ">> "
 LATE_FAIL_FRAMES = 15    # in_time: shown over half a second from its intended start fails
 
 
@@ -32,6 +32,14 @@ class Profile:
     gap_frames: int = 2
     in_time_frames: int = 1
 
+    @property
+    def reading_cps(self) -> float:
+        """The reading rate the caption builder aims at: the profile's characters a second, or its words a
+        minute at 6 characters a word (5 letters and a space)."""
+        if self.max_cps:
+            return self.max_cps
+        return self.max_wpm * 6 / 60 if self.max_wpm else 20.0
+
 
 PROFILES = {
     "broadcast-608": Profile("broadcast-608", 1.0, 6.0, max_cps=20.0),
@@ -44,7 +52,7 @@ DEFAULT_PROFILE = "broadcast-608"
 
 def displayed_chars(caption: Caption) -> int:
     """Characters a viewer reads: the rows, spaces included, a leading speaker mark not."""
-    return sum(len(row.removeprefix(SPEAKER_MARK)) for row in caption.lines)
+    return _displayed_rows(caption.lines)
 
 
 def _item(index: int, cap: Caption, **detail) -> dict:

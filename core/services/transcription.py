@@ -4,6 +4,7 @@ WhisperX decodes the text (VAD-chunked, batched).  Word timings then come from
 ``whisperx.align`` when a wav2vec2 alignment model is configured and loads, or
 otherwise from the already loaded Whisper model: its cross-attention aligns the
 text WhisperX decoded (CTranslate2 ``align``), so nothing is decoded twice.
+A show's vocabulary reaches the decoder as Whisper's initial prompt, for one call only.
 Whisper's word starts run early after a pause, so starts that fall in a
 non-speech gap are moved to the onset the bundled pyannote VAD found.
 """
@@ -11,6 +12,7 @@ non-speech gap are moved to the onset the bundled pyannote VAD found.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 from dataclasses import asdict, dataclass, field
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 
 OFFLINE_ALIGNER = "whisper-cross-attention"
 LEVEL_ONSETS = "level-onsets"  # sentence starts refined where the pause before them ends (word_timing.py)
+# faster-whisper keeps at most max_length // 2 - 1 = 223 prompt tokens (max_length 448) and silently
+# cuts the rest from the front; the vocabulary is bounded before that, whole terms at a time.
+PROMPT_TOKENS = 223
 VAD_SHARE = 0.55  # of the progress: 19 min of speech on 2 cores, tiny.en: VAD 35 s, decode batches 31 s
 _SENTENCE_END = re.compile(r"[.!?…]['\")\]]*$")
 
@@ -35,6 +40,7 @@ class Word:
     start: float
     end: float
     probability: float = 1.0
+    speaker: int | None = None      # speakers.py: 0, 1, ... in order of first appearance
 
 
 @dataclass
@@ -43,6 +49,7 @@ class Segment:
     end: float
     text: str
     words: list[Word] = field(default_factory=list)
+    speaker: int | None = None
 
 
 @dataclass
@@ -52,6 +59,8 @@ class Transcript:
     segments: list[Segment]
     word_timing: str
     speech_regions: list[tuple[float, float]] = field(default_factory=list)
+    vocabulary: list[str] = field(default_factory=list)          # the terms the decoder was given
+    vocabulary_dropped: list[str] = field(default_factory=list)  # asked for, but beyond the prompt's room
 
     @property
     def words(self) -> list[Word]:
@@ -68,6 +77,9 @@ class Transcript:
     def as_dict(self) -> dict:
         data = asdict(self)
         data.pop("speech_regions")
+        for key in ("vocabulary", "vocabulary_dropped"):
+            if not data[key]:
+                data.pop(key)
         data["text"] = self.text
         data["speech_found"] = self.speech_found
         return data
@@ -192,16 +204,67 @@ def speech_regions(scores, onset: float = 0.5, offset: float = 0.363) -> list[tu
     return [(float(s.start), float(s.end)) for s in timeline]
 
 
+def vocabulary_prompt(terms: list[str], count_tokens: Callable[[str], int],
+                      limit: int = PROMPT_TOKENS) -> tuple[str, list[str], list[str]]:
+    """Whisper's initial prompt for a show's vocabulary: (prompt, terms used, terms dropped).
+
+    The terms are listed as a sentence in the given order (the first ones matter most); a term that
+    would take the prompt past ``limit`` tokens is left out, and shorter ones after it still get in."""
+    used, dropped = [], []
+    for term in terms:
+        if count_tokens(_prompt_text([*used, term])) <= limit:
+            used.append(term)
+        else:
+            dropped.append(term)
+    return (_prompt_text(used) if used else ""), used, dropped
+
+
+def _prompt_text(terms: list[str]) -> str:
+    return ", ".join(terms) + "."
+
+
+@contextlib.contextmanager
+def _prompted(pipeline, prompt: str):
+    """The shared, cached pipeline decodes with ``prompt`` for the duration of one call, then
+    with its own options again, whatever happens (the next job must not inherit a vocabulary)."""
+    if not prompt:
+        yield
+        return
+    original = pipeline.options
+    pipeline.options = dataclasses.replace(original, initial_prompt=prompt)
+    try:
+        yield
+    finally:
+        pipeline.options = original
+
+
+def _show_vocabulary(pipeline, vocabulary: list[str] | None) -> tuple[str, list[str], list[str]]:
+    terms = list(dict.fromkeys(t.strip() for t in vocabulary or [] if t and t.strip()))
+    if not terms:
+        return "", [], []
+    tokenizer = pipeline.model.hf_tokenizer  # as the decoder encodes it: " " + prompt, no special tokens
+    prompt, used, dropped = vocabulary_prompt(
+        terms, lambda text: len(tokenizer.encode(" " + text, add_special_tokens=False).ids))
+    if dropped:
+        log.warning("vocabulary: %d of %d terms fit Whisper's %d-token prompt; left out: %s",
+                    len(used), len(terms), PROMPT_TOKENS, ", ".join(dropped))
+    return prompt, used, dropped
+
+
 def transcribe(pipeline, audio: np.ndarray, *, language: str | None, batch_size: int = 8,
-               align_model: str = "", device: str = "cpu",
+               align_model: str = "", device: str = "cpu", vocabulary: list[str] | None = None,
                progress: Callable[[float], None] | None = None) -> Transcript:
-    """Transcribe 16 kHz mono audio into sentence segments with word timings."""
+    """Transcribe 16 kHz mono audio into sentence segments with word timings.
+
+    ``vocabulary``: a show's names and terms, given to the decoder as its prompt for this call only.
+    Word timing is unaffected: the aligners see the decoded text alone, never the prompt."""
     duration = len(audio) / SAMPLE_RATE
+    prompt, used, dropped = _show_vocabulary(pipeline, vocabulary)
     vad = _RecordingVad(pipeline.vad_model, pipeline._vad_params, progress=progress)
     pipeline.vad_model = vad
     inline = _AlignWhileDecoding(pipeline.model, vad)
     try:
-        with inline if not align_model else contextlib.nullcontext():
+        with _prompted(pipeline, prompt), inline if not align_model else contextlib.nullcontext():
             result = pipeline.transcribe(audio, batch_size=batch_size, language=language,
                                          progress_callback=_per_batch(progress, vad, batch_size) if progress else None)
     finally:
@@ -210,7 +273,7 @@ def transcribe(pipeline, audio: np.ndarray, *, language: str | None, batch_size:
     chunks = [c for c in result["segments"] if c["text"].strip()]
     regions = split_at_pauses(speech_regions(vad.scores), quiet_gaps(audio))
     if not chunks:
-        return Transcript(language, duration, [], OFFLINE_ALIGNER, regions)
+        return Transcript(language, duration, [], OFFLINE_ALIGNER, regions, used, dropped)
 
     words, method = None, OFFLINE_ALIGNER
     if align_model:
@@ -222,7 +285,7 @@ def transcribe(pipeline, audio: np.ndarray, *, language: str | None, batch_size:
     if words is None:
         words = _monotonic(inline.words) if inline.words else _align_with_whisper(pipeline, chunks, audio, language)
     words = refine_turn_starts(snap_to_speech(words, regions), audio, regions)
-    return Transcript(language, duration, split_sentences(words), f"{method}+{LEVEL_ONSETS}", regions)
+    return Transcript(language, duration, split_sentences(words), f"{method}+{LEVEL_ONSETS}", regions, used, dropped)
 
 
 def _align_with_whisper(pipeline, chunks: list[dict], audio: np.ndarray, language: str) -> list[Word]:
