@@ -108,10 +108,12 @@ class Clip:
 
 # (name, voice A, voice B, seed): the held-out set shares no pair and no seed with the calibration set.
 CALIBRATION = (("cal-piper-f3", PIPER, "en-us+f3", 11), ("cal-m3-f2", "en-gb+m3", "en-us+f2", 12),
-               ("cal-piper-m7", "en-us+m7", PIPER, 13), ("cal-f4-m1", "en-gb-x-rp+f4", "en-us+m1", 14))
+               ("cal-piper-m7", "en-us+m7", PIPER, 13), ("cal-f4-m1", "en-gb-x-rp+f4", "en-us+m1", 14),
+               ("cal-m1-m3", "en-us+m1", "en-gb+m3", 17))  # two close male voices, 0.12 apart
 HELDOUT = (("ho-piper-f5", PIPER, "en-gb+f5", 21), ("ho-m2-f1", "en-us+m2", "en-029+f1", 22),
            ("ho-scot-piper", "en-gb-scotland+m4", PIPER, 23), ("ho-m6-m5", "en-us+m6", "en-gb+m5", 24))
-SINGLE_CALIBRATION = (("cal-single-piper", PIPER, 15, 4.0), ("cal-single-us", "en-us", 16, 4.0))
+SINGLE_CALIBRATION = (("cal-single-piper", PIPER, 15, 4.0), ("cal-single-us", "en-us", 16, 4.0),
+                      ("cal-single-m7", "en-us+m7", 18, 4.0))
 SINGLE_HELDOUT = (("ho-single-piper", PIPER, 25, 10.0), ("ho-single-gb-m3", "en-gb+m3", 26, 10.0))
 
 

@@ -133,3 +133,28 @@ def test_label_speakers_on_tiny_audio_does_not_fail(seconds):
     transcript = Transcript("en", seconds, [Segment(0.0, 0.04, "Hi.", words)], "test")
     out = speakers.label_speakers(transcript, np.full(int(16000 * seconds), 0.01, dtype=np.float32))  # 0.04 s of speech
     assert [w.speaker for w in out.words] == [0]
+
+
+def _close_to(base: np.ndarray, distance: float, seed: int) -> np.ndarray:
+    """A voice whose embedding lies ``distance`` (cosine) from ``base``: two similar male voices are ~0.12."""
+    other = _voice(seed)
+    other -= (other @ base) * base
+    other /= np.linalg.norm(other)
+    return (1 - distance) * base + np.sqrt(1 - (1 - distance) ** 2) * other
+
+
+def test_two_close_voices_are_told_apart_when_they_take_many_turns():
+    # inside the 0.25 clustering cut, yet each unit is far nearer its own voice than the other
+    close = _close_to(A, 0.12, seed=9)
+    voices = [A, close] * 10
+    emb = np.stack([_near(v, 200 + i, noise=0.3) for i, v in enumerate(voices)])
+    assert assign_speakers(_units([2.5] * len(voices)), emb) == [0, 1] * 10
+    # with too few turns to trust such a small difference, nothing is marked
+    assert set(assign_speakers(_units([2.5] * 6), emb[:6])) == {0}
+
+
+@pytest.mark.parametrize("count", [12, 20, 40, 80])
+def test_a_single_voice_is_not_split_in_two_however_many_units(count):
+    rng = np.random.default_rng(count)
+    emb = np.stack([_near(A, 300 + i, noise=rng.uniform(0.2, 0.4)) for i in range(count)])
+    assert set(assign_speakers(_units(list(rng.uniform(1.0, 4.0, size=count))), emb)) == {0}
