@@ -209,6 +209,9 @@ def test_series_route_answers_with_the_charts_data(client, settings):
     ("days=abc", "days must be"),
     ("tz=Mars/Olympus", "unknown time zone"),
     ("tz=../../etc/passwd", "unknown time zone"),
+    ("tz=localtime", "unknown time zone"),        # tzdata's files that are not zones: the server's own zone
+    ("tz=posixrules", "unknown time zone"),
+    ("tz=Factory", "unknown time zone"),
 ])
 def test_bad_series_queries_get_a_clear_400(client, query, reason):
     resp = client.get(f"/api/analytics/series?{query}")

@@ -1031,3 +1031,32 @@ def test_conflict_answers_are_json_too(client, news):
     assert_json_error(client.post(f"/api/jobs/{job_id}/retry"), 409)
     client.post(f"/api/jobs/{job_id}/cancel")
     assert_json_error(client.post(f"/api/jobs/{job_id}/cancel"), 409)
+
+
+# --- the broker down ------------------------------------------------------------------------------------
+
+def _broker_down(*_args, **_kwargs):
+    raise RuntimeError("Retry limit exceeded while trying to reconnect to the Celery result store backend.")
+
+
+def test_a_batch_sent_while_redis_is_down_is_a_503_and_leaves_no_job(client, news, queue, monkeypatch):
+    """Found by a hostile test: a 500 after 19 s, and a pending job no worker would ever be sent (a retry of
+    the request then answered "already queued" with that orphan)."""
+    monkeypatch.setattr(queue, "enqueue_batch", _broker_down)
+    clip = write_wav(news / "clip.wav")
+    resp = client.post("/api/transcribe/batch", json={"paths": [str(clip)], "options": {"burn_in": False}})
+    assert resp.status_code == 503 and "Redis" in resp.get_json()["error"]
+    assert client.get("/api/jobs").get_json()["total"] == 0
+    monkeypatch.undo()
+    again = client.post("/api/transcribe/batch", json={"paths": [str(clip)], "options": {"burn_in": False}})
+    assert again.status_code == 202 and "existing" not in again.get_json()["queued"][0]
+    assert client.get("/api/jobs").get_json()["total"] == 1
+
+
+def test_an_upload_while_redis_is_down_is_a_503_and_its_file_removed(client, tmp_path, settings, queue, monkeypatch):
+    monkeypatch.setattr(queue, "enqueue_transcription", _broker_down)
+    resp = client.post("/api/transcribe", content_type="multipart/form-data", data={
+        "file": (io.BytesIO(write_wav(tmp_path / "src.wav").read_bytes()), "news.wav"), "burn_in": "false"})
+    assert resp.status_code == 503 and "nothing was queued" in resp.get_json()["error"]
+    assert client.get("/api/jobs").get_json()["total"] == 0
+    assert upload_files(settings) == []

@@ -295,6 +295,15 @@ def test_guessing_the_metrics_token_is_slowed_down(settings, store, queue, broke
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
 
 
+def test_a_scraper_with_a_stale_token_does_not_lock_people_out_of_the_dashboard(settings, store, queue, broker):
+    """Found by a hostile test: wrong metrics tokens used the API's limit, so everyone at the scraper's address
+    (behind a reverse proxy: everyone) got 429 from the API with the right token."""
+    c = app_with(settings, queue, API_TOKEN="api-secret", METRICS_TOKEN="scrape-only")
+    for i in range(30):
+        assert c.get("/metrics", headers={"Authorization": "Bearer stale"}).status_code in (401, 429)
+    assert c.get("/api/jobs", headers={"X-API-Token": "api-secret"}).status_code == 200
+
+
 def test_a_foreign_host_is_refused(client, broker):
     assert client.get("/metrics", headers={"Host": "evil.example"}).status_code == 400
 

@@ -26,6 +26,9 @@ def _install(state) -> None:
     collector = metrics.CaptioningCollector(queue, metrics.WorkerPresence(queue),
                                             _snapshot_workers, lambda: monitor.count)
     app.extensions["metrics_registry"] = metrics.registry_for(collector)
+    # Its own count of wrong tokens: a Prometheus with a stale token must not lock the people at its address
+    # (everyone, behind a reverse proxy) out of the dashboard.
+    app.extensions["metrics_limiter"] = auth.LoginLimiter()
 
 
 def _snapshot_workers() -> dict | None:
@@ -52,7 +55,7 @@ def require_metrics_token():
     headers = {"WWW-Authenticate": 'Bearer realm="metrics"'}
     if given is None:
         return jsonify(error=REFUSED), 401, headers
-    accepted, wait = auth.check(current_app.extensions["login_limiter"], request.remote_addr or "", given, token)
+    accepted, wait = auth.check(current_app.extensions["metrics_limiter"], request.remote_addr or "", given, token)
     if wait:
         return jsonify(error=f"too many wrong tokens; try again in {wait} s"), 429, {"Retry-After": str(wait)}
     if not accepted:

@@ -42,5 +42,7 @@ def _loop(app, socketio, monitor) -> None:
             if time.monotonic() - pruned_at > PRUNE_EVERY:
                 queue_history.prune(conf["ANALYTICS_RETENTION_DAYS"], url)
                 pruned_at = time.monotonic()
-        except Exception:  # noqa: BLE001 - a failed sample must not stop the next ones
-            log.warning("analytics sample failed", exc_info=True)
+        except Exception as err:  # noqa: BLE001 - a failed sample must not stop the next ones
+            # One line while Redis or the store is down (every interval); the traceback at debug level.
+            log.warning("analytics sample failed: %s: %s", type(err).__name__, err)
+            log.debug("analytics sample failed", exc_info=True)

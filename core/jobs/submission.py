@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .errors import JobError, RejectedBatch
 from .sources import Checked, check_paths, shown
 from .states import PENDING
 
+log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 OPTION_KEYS = ("model", "language", "burn_in", "rows", "start_timecode", "timecode_mode", "mov", "qc_profile",
                "speaker_changes", "vocabulary")
@@ -190,7 +192,7 @@ def submit_batch(paths: object, options: object, settings: dict, queue: QueueCli
         with session_scope() as s:
             s.add(Batch(id=batch_id, options=options, priority=priority))
         _create(created)
-        task_id = queue.enqueue_batch(batch_id)
+        task_id = _send(lambda: queue.enqueue_batch(batch_id), [job.id for job in created], batch_id)
         with session_scope() as s:
             s.get(Batch, batch_id).task_id = task_id
     extra = len(queued) - len(created)
@@ -219,8 +221,30 @@ def submit_upload(path: Path, options: object, settings: dict, queue: QueueClien
         raise
     job = _new_job(checked, options, priority)
     record.create([job])
-    dispatch(job.id, queue)
+    try:
+        _send(lambda: dispatch(job.id, queue), [job.id])
+    except JobError:
+        path.unlink(missing_ok=True)
+        raise
     return {"job_id": job.id, "duration": checked.info.duration, "burn_in": options["burn_in"]}
+
+
+def _send(send, job_ids: list[str], batch_id: str | None = None):
+    """``send()``'s task id; if the queue cannot take it (Redis down), the jobs just made are removed again
+    and the request gets a 503: nothing is left pending that no worker will ever be sent."""
+    try:
+        return send()
+    except Exception as err:  # noqa: BLE001 - whatever the broker raised, the request must not leave orphans
+        log.warning("queueing failed, the new jobs are removed: %s", err)
+        for job_id in job_ids:
+            record.delete(job_id)
+        if batch_id is not None:
+            with session_scope() as s:
+                batch = s.get(Batch, batch_id)
+                if batch is not None:
+                    s.delete(batch)
+        raise JobError("the queue (Redis) cannot be reached; nothing was queued: try again when it is back",
+                       503) from None
 
 
 def dispatch(job_id: str, queue: QueueClient) -> None:

@@ -7,11 +7,12 @@ local hours and days start at local midnight, daylight saving included.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import and_, case, func, select
 
@@ -37,11 +38,16 @@ class BadZone(ValueError):
     """A time zone name the server does not know."""
 
 
+@functools.lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    return (frozenset(available_timezones()) | {"UTC"}) - {"localtime", "Factory"}   # not places
+
+
 def zone(name: str | None) -> ZoneInfo | timezone:
     if not name:
         return timezone.utc
     try:
-        if len(name) > 64:
+        if len(name) > 64 or name not in _zone_names():
             raise ValueError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as err:

@@ -65,20 +65,23 @@ def clean_vocabulary(terms: object) -> list[str]:
         terms = terms.split(",")
     if not isinstance(terms, (list, tuple)):
         raise ValueError("vocabulary must be a list of words or names")
-    cleaned: list[str] = []
+    if len(terms) > 4 * MAX_VOCABULARY:
+        raise ValueError(f"vocabulary holds at most {MAX_VOCABULARY} terms")
+    cleaned: dict[str, None] = {}         # ordered, and no quadratic search for repeats
     for term in terms:
         if not isinstance(term, str):
             raise ValueError("vocabulary must be a list of words or names")
+        if len(term) > 4 * MAX_TERM:
+            raise ValueError(f"vocabulary terms are printable text of at most {MAX_TERM} characters")
         term = " ".join(term.split())
         if not term:
             continue
         if len(term) > MAX_TERM or not term.isprintable():
             raise ValueError(f"vocabulary terms are printable text of at most {MAX_TERM} characters")
-        if term not in cleaned:
-            cleaned.append(term)
-    if len(cleaned) > MAX_VOCABULARY:
-        raise ValueError(f"vocabulary holds at most {MAX_VOCABULARY} terms")
-    return cleaned
+        cleaned[term] = None
+        if len(cleaned) > MAX_VOCABULARY:
+            raise ValueError(f"vocabulary holds at most {MAX_VOCABULARY} terms")
+    return list(cleaned)
 
 
 def check_deliverable_options(start_timecode: str, timecode_mode: str, qc_profile: str) -> None:
