@@ -5,7 +5,10 @@ speaker is only ever decided there).  Each unit's speech is embedded with
 Resemblyzer's pretrained GE2E speaker encoder (shipped inside its wheel, CPU,
 loaded once per process).  Units long enough for a trustworthy embedding are
 clustered (average linkage on cosine distance); a cluster with too little
-speech is not a speaker.  Shorter units ("Yes.") join another speaker only
+speech is not a speaker.  Two voices closer than the clustering cut (similar
+male voices) are found by splitting the long units in two, accepted only when
+two tests that one voice's units did not pass together on the calibration set
+both agree.  Shorter units ("Yes.") join another speaker only
 when they sound more like that speaker than like the one before them.
 Everything errs towards "same speaker": a missing ">>" is a small loss, a
 false one tells the viewer someone else is talking.
@@ -50,6 +53,7 @@ class Params:
     close_min_units: int = 12
     close_separation: float = 9.0    # halves' centroid distance / spread, times sqrt(units)
     close_cross_check: float = 5.0   # separation of one half of the units along the other half's split
+    close_shuffles: int = 5
 
 
 DEFAULTS = Params()
@@ -211,7 +215,8 @@ def _split_close_voices(units: list[Unit], embeddings: np.ndarray, reliable: lis
 
     Any set of units splits somehow, so two tests that noise rarely passes together must agree: the
     halves lie far apart for their spread (scaled by sqrt(units), as noise splits shrink with more
-    units), and the split found on every other unit also separates the units in between."""
+    units), and the split found on half of the units also separates the other half, for every one of a
+    few fixed shufflings."""
     if len(reliable) < params.close_min_units:
         return [], {}
     rows = embeddings[reliable]
@@ -222,7 +227,13 @@ def _split_close_voices(units: list[Unit], embeddings: np.ndarray, reliable: lis
     centroids = [_unit_mean(rows[halves == c]) for c in (0, 1)]
     spread = np.mean(np.concatenate([1 - rows[halves == c] @ centroids[c] for c in (0, 1)]))
     separation = (1 - float(centroids[0] @ centroids[1])) / max(float(spread), 1e-6) * np.sqrt(len(rows))
-    cross = min(_cross_check(rows[0::2], rows[1::2]), _cross_check(rows[1::2], rows[0::2]))
+    # fixed shuffles, not odd/even units (turns that alternate unit by unit would put one voice in each
+    # half); the worst of several, as one lucky halving can make noise look consistent
+    cross = np.inf
+    for seed in range(params.close_shuffles):
+        order = np.random.default_rng(seed).permutation(len(rows))
+        first, second = rows[order[::2]], rows[order[1::2]]
+        cross = min(cross, _cross_check(first, second), _cross_check(second, first))
     if separation < params.close_separation or cross < params.close_cross_check:
         return [], {}
     return centroids, {reliable[k]: int(halves[k]) for k in range(len(reliable))}
@@ -232,7 +243,8 @@ def assign_speakers(units: list[Unit], embeddings: np.ndarray, params: Params = 
     """A speaker per unit, numbered 0, 1, ... by first appearance.
 
     Long units are clustered; clusters with less than ``min_speaker_seconds`` of
-    speech are dropped, and with fewer than two speakers left nothing changes.
+    speech are dropped; with fewer than two speakers left, the long units may
+    still split into two close voices, otherwise nothing changes.
     Long units of a kept cluster keep their cluster; any other unit takes the
     speaker whose centroid it is nearest only if that is ``short_margin``
     nearer than the previous unit's speaker, otherwise the previous speaker."""

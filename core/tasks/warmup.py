@@ -1,4 +1,4 @@
-"""Load the default Whisper model in each worker process as it starts.
+"""Load the default Whisper model (and the speaker encoder) in each worker process as it starts.
 
 Without this, a process pays for importing WhisperX and loading the model
 (6-9 s on 2 cores) inside the first job it is given, and with
@@ -16,7 +16,7 @@ from celery.signals import worker_process_init
 from celery.utils.log import get_logger
 
 from ..queue import TRANSCRIBE_QUEUE
-from ..services import models
+from ..services import models, speakers
 from .runtime import settings
 
 log = get_logger(__name__)
@@ -33,6 +33,11 @@ def preload_default_model(s: dict) -> None:
         log.info("Whisper model %s loaded ahead of the first job", s["WHISPER_MODEL"])
     except Exception:  # noqa: BLE001 - the first job loads it again and reports the error on the job
         log.warning("could not preload Whisper model %s", s["WHISPER_MODEL"], exc_info=True)
+    if s["SPEAKER_CHANGES"]:
+        try:
+            speakers.encoder()      # Resemblyzer: its imports and weights, ahead of the first job
+        except Exception:  # noqa: BLE001 - the first job then marks no speakers and logs why
+            log.warning("could not preload the speaker encoder", exc_info=True)
 
 
 @worker_process_init.connect
