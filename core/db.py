@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterator
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, inspect, text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -106,16 +106,19 @@ class WatchFile(Base):
     """A file the watcher saw in a watch folder: one row per path and content, never forgotten once decided,
     so a restart, a rescan, a rename or a copy of the same content does not queue it again."""
     __tablename__ = "watch_files"
+    # A scan reads only the rows of the paths on disk, a settled file looks up its content: both by folder.
+    __table_args__ = (Index("ix_watch_files_folder_path", "folder", "path"),
+                      Index("ix_watch_files_folder_fingerprint", "folder", "fingerprint"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    folder: Mapped[str] = mapped_column(Text, index=True)
-    path: Mapped[str] = mapped_column(Text, index=True)
+    folder: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     stable_since: Mapped[datetime] = mapped_column(DateTime)      # when this size and mtime were first seen
     first_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     state: Mapped[str] = mapped_column(String(16), index=True)
-    fingerprint: Mapped[str | None] = mapped_column(String(80), index=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(80))
     reason: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[str | None] = mapped_column(String(32))
     claimed_by: Mapped[str | None] = mapped_column(String(255))
@@ -165,8 +168,8 @@ def _add_missing_columns(engine: Engine) -> None:
                 conn.execute(text(f"ALTER TABLE {Job.__tablename__} ADD COLUMN {column.name} {kind}"))
                 if column.name == "timings":
                     conn.execute(text(_COPY_TIMINGS[engine.dialect.name]))
-    for index in Job.__table__.indexes:     # indexes added since (create_all makes only missing tables)
-        index.create(engine, checkfirst=True)
+    for index in [*Job.__table__.indexes, *WatchFile.__table__.indexes]:   # added since: create_all makes only
+        index.create(engine, checkfirst=True)                               # the missing tables
 
 
 def get_engine(url: str | None = None) -> Engine:

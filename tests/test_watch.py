@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.jobs.errors import RejectedBatch
+from core.jobs.errors import JobError, RejectedBatch
 from core.watch import files, folders, memory
 from core.watch.runner import Watcher
 from core.watch.scanner import Scanner
@@ -40,11 +40,17 @@ class Submit:
         self.lock = threading.Lock()
 
     def __call__(self, path: str, folder) -> dict:
+        from core.db import Job, session_scope, utcnow
+
         with self.lock:
             if path in self.fail:
                 raise self.fail[path]
             self.calls.append((path, folder.options, folder.priority))
-            return {"queued": [{"path": path, "job_id": f"job{len(self.calls)}"}]}
+            job_id = f"job{len(self.calls)}"
+            with session_scope() as s:      # a pending job row, as submit_batch leaves
+                s.add(Job(id=job_id, source=path, output_dir="/tmp", options=folder.options, status="pending",
+                          created_at=utcnow()))
+            return {"queued": [{"path": path, "job_id": job_id}]}
 
     @property
     def paths(self) -> list[str]:
@@ -499,3 +505,197 @@ def test_check_names_a_bad_folder_a_stale_watcher_and_a_working_one(watch_settin
                        watcher="test")
     working = _watch(watch_settings)
     assert working.ok and str(drop.resolve()) in working.detail
+
+
+# --- issue 18: what a hostile tester found -----------------------------------------------------------------
+
+def set_job_status(job_id: str, status: str | None) -> None:
+    """An operator's doing: the job cancelled, failed, completed, or deleted (None)."""
+    from core.db import Job, session_scope
+
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        if status is None:
+            s.delete(job)
+        else:
+            job.status = status
+
+
+def test_a_broker_outage_is_retried_on_the_next_scan_never_rejected(watch_settings, drop):
+    clock, submit = Clock(), Submit()
+    scanner = scanner_for(watch_settings, submit, clock)
+    clip = dropped(drop, "clip.mp4", clock)
+    submit.fail[str(clip)] = JobError("the job queue (Redis) cannot be reached; try again", status=503)
+    clock.advance(11)
+    report = scanner.scan_all()[str(drop)]
+    row = memory.latest_by_path(str(drop))[str(clip)]
+    assert row.state == memory.SETTLING and "Redis" in row.reason and report.rejected == []
+    assert "Redis" in report.errors[0]
+    del submit.fail[str(clip)]
+    clock.advance(10)
+    scanner.scan_all()
+    assert submit.paths == [str(clip)]
+    assert memory.latest_by_path(str(drop))[str(clip)].state == memory.QUEUED
+
+
+def test_new_content_under_an_old_name_gets_its_own_job_while_the_first_is_still_pending(watch_settings, drop,
+                                                                                           queue):
+    from core.jobs import queries
+    from core.watch.runner import submitter
+
+    clock = Clock()
+    scanner = scanner_for(watch_settings, submitter(watch_settings, queue), clock)
+    clip = write_wav(drop / "news.wav", seconds=1.0)
+    set_mtime(clip, clock.now)
+    clock.advance(11)
+    scanner.scan_all()
+    first = memory.latest_by_path(str(drop))[str(clip)].job_id
+    assert queries.get(first).status == "pending"
+    write_wav(clip, seconds=1.5)                       # the next edition, under the same name, before the first ran
+    set_mtime(clip, clock.now)
+    scanner.scan_all()
+    clock.advance(11)
+    scanner.scan_all()
+    row = memory.latest_by_path(str(drop))[str(clip)]
+    assert row.state == memory.QUEUED and row.job_id not in (None, first)
+    assert queries.get(row.job_id).media_duration == pytest.approx(1.5, abs=0.05)
+    assert [kind for kind, *_ in queue.sent].count("batch") == 2
+
+
+def test_a_failed_queueing_never_leaves_a_queued_record(watch_settings, drop, queue):
+    """The broker fails the first attempt after the job row was written (before the lead's clean-up, or if it
+    fails): the retry must make a job of its own, not record the one that never reached the broker."""
+    from core.jobs import queries
+    from core.watch.runner import submitter
+
+    clock = Clock()
+    clip = write_wav(drop / "take.wav", seconds=1.0)
+    set_mtime(clip, clock.now)
+    failing = {"on": True}
+    original = queue.enqueue_batch
+
+    def enqueue(batch_id):
+        if failing["on"]:
+            raise JobError("the job queue (Redis) cannot be reached", status=503)
+        return original(batch_id)
+
+    queue.enqueue_batch = enqueue
+    scanner = scanner_for(watch_settings, submitter(watch_settings, queue), clock)
+    clock.advance(11)
+    scanner.scan_all()
+    assert memory.latest_by_path(str(drop))[str(clip)].state == memory.SETTLING
+    failing["on"] = False
+    clock.advance(10)
+    scanner.scan_all()
+    row = memory.latest_by_path(str(drop))[str(clip)]
+    assert row.state == memory.QUEUED
+    assert queue.sent and queue.sent[-1][1] == queries.get(row.job_id).batch_id     # this job reached the broker
+
+
+@pytest.mark.parametrize("outcome", ["cancelled", "failed", None])
+def test_a_redrop_after_the_job_was_cancelled_failed_or_deleted_is_queued_again(watch_settings, drop, outcome):
+    clock, submit = Clock(), Submit()
+    scanner = scanner_for(watch_settings, submit, clock)
+    content = os.urandom(20_000)
+    clip = dropped(drop, "clip.mp4", clock, content)
+    clock.advance(11)
+    scanner.scan_all()
+    set_job_status("job1", outcome)
+    clip.unlink()
+    clock.advance(60)
+    again = dropped(drop, "clip again.mp4", clock, content)        # the operator drops it once more
+    clock.advance(11)
+    scanner.scan_all()
+    assert submit.paths == [str(clip), str(again)]
+    assert memory.latest_by_path(str(drop))[str(again)].state == memory.QUEUED
+
+
+@pytest.mark.parametrize("outcome", ["pending", "processing", "completed"])
+def test_a_redrop_while_the_job_is_pending_processing_or_completed_is_a_duplicate(watch_settings, drop, outcome):
+    clock, submit = Clock(), Submit()
+    scanner = scanner_for(watch_settings, submit, clock)
+    content = os.urandom(20_000)
+    dropped(drop, "clip.mp4", clock, content)
+    clock.advance(11)
+    scanner.scan_all()
+    set_job_status("job1", outcome)
+    again = dropped(drop, "clip again.mp4", clock, content)
+    clock.advance(11)
+    scanner.scan_all()
+    assert len(submit.calls) == 1
+    row = memory.latest_by_path(str(drop))[str(again)]
+    assert row.state == memory.DUPLICATE and row.job_id == "job1" and outcome in row.reason
+
+
+def test_a_scan_reads_only_the_rows_of_the_files_on_disk_and_keeps_exactly_once(watch_settings, drop):
+    from sqlalchemy import text
+
+    from core import db
+
+    clock, submit = Clock(), Submit()
+    content = os.urandom(20_000)
+    gone = dropped(drop, "yesterday.mp4", clock, content)
+    scanner = scanner_for(watch_settings, submit, clock)
+    clock.advance(11)
+    scanner.scan_all()
+    gone.unlink()
+    now = memory.now()
+    with db.get_engine().begin() as conn:          # a long-running folder's memory
+        conn.execute(db.WatchFile.__table__.insert(), [
+            {"folder": str(drop), "path": f"{drop}/old{i}.mxf", "size": i, "mtime_ns": i, "stable_since": now,
+             "first_seen_at": now, "state": memory.REJECTED, "fingerprint": f"full:{i}", "decided_at": now}
+            for i in range(5000)])
+    on_disk = dropped(drop, "today.mp4", clock, b"today" * 100)
+    assert list(memory.latest_by_path(str(drop), [str(on_disk)])) == []
+    copy = dropped(drop, "copy of yesterday.mp4", clock, content)
+    scanner.scan_all()
+    assert set(memory.latest_by_path(str(drop), [str(on_disk), str(copy)])) == {str(on_disk), str(copy)}
+    clock.advance(11)
+    scanner.scan_all()
+    assert submit.paths == [str(gone), str(on_disk)]                  # the copy of gone content: not again
+    assert memory.latest_by_path(str(drop))[str(copy)].state == memory.DUPLICATE
+    with db.get_engine().connect() as conn:
+        plans = [" ".join(str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"), params))
+                 for sql, params in (
+                     ("SELECT id FROM watch_files WHERE folder = :f AND path IN (:p)", {"f": str(drop), "p": "x"}),
+                     ("SELECT id FROM watch_files WHERE folder = :f AND fingerprint = :h", {"f": str(drop), "h": "x"}))]
+    assert "ix_watch_files_folder_path" in plans[0] and "ix_watch_files_folder_fingerprint" in plans[1]
+
+
+def test_the_observer_is_stopped_by_the_loop_not_by_the_signal_handler(watch_settings, drop):
+    """watchdog's observer.stop() from a signal handler races its own emitter set (RuntimeError on Ctrl-C)."""
+    submit = Submit()
+    watcher, thread = run_watcher(watch_settings, submit, SETTLE_SECONDS=1, WATCH_SCAN_SECONDS=600, WATCH_EVENTS=True)
+    assert wait_until(lambda: str(drop) in watcher.watched, 10)
+    stopped_from = []
+    real_stop = watcher.observer.stop
+    watcher.observer.stop = lambda: (stopped_from.append(threading.current_thread()), real_stop())
+    watcher.stop()                                      # what the SIGINT/SIGTERM handler calls
+    assert stopped_from == []
+    thread.join(10)
+    assert not thread.is_alive() and stopped_from == [thread]
+    assert not watcher.observer.is_alive()
+
+
+def test_a_missing_folder_is_logged_once_when_it_goes_and_once_when_it_comes_back(watch_settings, drop, caplog):
+    import logging
+
+    clock, submit = Clock(), Submit()
+    scanner = scanner_for(watch_settings, submit, clock)
+    shutil.rmtree(drop)                                 # the share is unmounted
+    caplog.set_level(logging.INFO, logger="core.watch.scanner")
+    for _ in range(4):
+        clock.advance(10)
+        scanner.scan_all()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "does not exist" in warnings[0].getMessage()
+    from core.watch import status
+
+    assert "does not exist" in status.overview(watch_settings)["folders"][0]["error"]   # the tab keeps showing it
+    drop.mkdir()
+    for _ in range(3):
+        clock.advance(10)
+        scanner.scan_all()
+    back = [r for r in caplog.records if "readable again" in r.getMessage()]
+    assert len(back) == 1 and len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+    assert status.overview(watch_settings)["folders"][0]["error"] is None

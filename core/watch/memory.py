@@ -8,19 +8,36 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 
 from ..db import Job, WatchFile, WatchFolderScan, session_scope, utcnow
+from ..jobs.states import COMPLETED, PENDING, PROCESSING
 
 SETTLING, CLAIMED = "settling", "claimed"          # waiting to settle; being queued by one watcher
 QUEUED, REJECTED, DUPLICATE = "queued", "rejected", "duplicate"
 DECIDED = (QUEUED, REJECTED, DUPLICATE)
 STATES = (SETTLING, CLAIMED) + DECIDED
+WANTED = (PENDING, PROCESSING, COMPLETED)          # a job that makes the same content a duplicate
+PATH_CHUNK = 500
 
 
-def latest_by_path(folder: str) -> dict[str, WatchFile]:
-    """The newest row of every path seen in ``folder``."""
-    newest = (select(func.max(WatchFile.id)).where(WatchFile.folder == folder).group_by(WatchFile.path)
-              .scalar_subquery())
+def latest_by_path(folder: str, paths: list[str] | None = None) -> dict[str, WatchFile]:
+    """The newest row of each of ``paths`` (all the folder's when None) seen in ``folder``.
+
+    A scan asks only for the files on disk: the folder's memory grows with every file ever dropped, and
+    reading all of it on every scan would cost seconds once it holds a few hundred thousand rows.
+    """
+    chunks = [None] if paths is None else [paths[i:i + PATH_CHUNK] for i in range(0, len(paths), PATH_CHUNK)]
+    found: dict[str, WatchFile] = {}
     with session_scope() as s:
-        return {row.path: row for row in s.scalars(select(WatchFile).where(WatchFile.id.in_(newest)))}
+        for chunk in chunks:
+            where = [WatchFile.folder == folder] + ([] if chunk is None else [WatchFile.path.in_(chunk)])
+            newest = select(func.max(WatchFile.id)).where(*where).group_by(WatchFile.path).scalar_subquery()
+            found.update((row.path, row) for row in s.scalars(select(WatchFile).where(WatchFile.id.in_(newest))))
+    return found
+
+
+def settling(folder: str) -> list[WatchFile]:
+    """The files of ``folder`` still waiting to settle (or to be queued again)."""
+    with session_scope() as s:
+        return list(s.scalars(select(WatchFile).where(WatchFile.state == SETTLING, WatchFile.folder == folder)))
 
 
 def add(folder: str, path: str, size: int, mtime_ns: int, now: datetime) -> WatchFile:
@@ -75,11 +92,15 @@ def drop(row_id: int) -> None:
             s.delete(row)
 
 
-def same_content(folder: str, fingerprint: str, other_than: int) -> WatchFile | None:
-    """The first decided file of ``folder`` with this content."""
+def same_content(folder: str, fingerprint: str, other_than: int) -> tuple[WatchFile, str] | None:
+    """The first file of ``folder`` with this content whose job is still wanted (pending, processing or
+    completed), with that job's status.  Content whose job was cancelled, failed or deleted, or that was
+    rejected, is not held against a re-drop: the operator wants it captioned (or told why not) again."""
     with session_scope() as s:
-        return s.scalars(select(WatchFile).where(WatchFile.folder == folder, WatchFile.fingerprint == fingerprint,
-                                                 WatchFile.state.in_(DECIDED), WatchFile.id != other_than)
+        return s.execute(select(WatchFile, Job.status).join(Job, Job.id == WatchFile.job_id)
+                         .where(WatchFile.folder == folder, WatchFile.fingerprint == fingerprint,
+                                WatchFile.state.in_((QUEUED, DUPLICATE)), WatchFile.id != other_than,
+                                Job.status.in_(WANTED))
                          .order_by(WatchFile.id).limit(1)).first()
 
 

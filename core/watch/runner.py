@@ -121,22 +121,33 @@ class Watcher:
             if self.wake.is_set():
                 self.wake.clear()
                 self.stopping.wait(DEBOUNCE)
+        if self.observer is not None:
+            # Here, not in stop(): from a signal handler it races watchdog's own emitter set
+            # ("Set changed size during iteration" on Ctrl-C).
+            self.observer.stop()
+            self.observer.join(5)
 
     def stop(self) -> None:
+        """Ask ``run`` to end (safe from a signal handler: it only sets flags)."""
         self.stopping.set()
         self.wake.set()
-        if self.observer is not None:
-            self.observer.stop()
+
+
+def submitter(settings: dict, queue) -> Submit:
+    """Queue through the job core, as the dashboard's batch form does, always as a new job (``force``): the
+    watcher's own memory decides exactly once, and new content under the name of a file whose job is still
+    pending must get a job of its own (the old job then fails: its source changed)."""
+    from ..jobs.submission import submit_batch
+
+    return lambda path, folder: submit_batch([path], folder.options, settings, queue, priority=folder.priority,
+                                             force=True)
 
 
 def queue_submitter(settings: dict) -> Submit:
-    """Queue through the job core, as the dashboard's batch form does."""
     from ..celery_app import create_celery
-    from ..jobs.submission import submit_batch
     from ..queue import QueueClient
 
-    queue = QueueClient(create_celery(settings, include_tasks=False), settings)
-    return lambda path, folder: submit_batch([path], folder.options, settings, queue, priority=folder.priority)
+    return submitter(settings, QueueClient(create_celery(settings, include_tasks=False), settings))
 
 
 def _exit_with_parent(watcher: Watcher, parent: int) -> None:

@@ -52,6 +52,7 @@ class Scanner:
         self.settle = float(settings["SETTLE_SECONDS"])
         self.owner = owner or owner_name()
         self.modes: dict[str, str] = {f.key: "rescan" for f in folders}
+        self.problems: dict[str, str | None] = {}       # each folder's last error, logged when it changes
         excluded = set(_excluded_trees(settings))
         # A folder's walk skips our own trees and the watch folders nested in it (they have their own options).
         self.skip = {f.key: frozenset(excluded | {g.path for g in folders if f.path in g.path.parents})
@@ -71,7 +72,7 @@ class Scanner:
         except Exception as err:  # noqa: BLE001 - an unreachable folder (unmounted share) is shown, then retried
             error = f"{type(err).__name__}: {err}" if not isinstance(err, OSError) else \
                 f"cannot read the folder: {err.strerror or err}"
-            log.warning("watch folder %s: %s", folder.key, error)
+        self._log_change(folder.key, error)
         if report.errors and not error:
             error = f"{len(report.errors)} file(s) could not be handled, retried next scan: {report.errors[0]}"
         try:
@@ -82,19 +83,32 @@ class Scanner:
             log.warning("could not record the scan of %s", folder.key, exc_info=True)
         return report
 
+    def _log_change(self, key: str, error: str | None) -> None:
+        """A folder's own error (a file's is logged with the file) is logged when it appears or changes and
+        once when it clears, not every scan (an unmounted share would fill the log); the Watch tab shows it."""
+        before = self.problems.get(key)
+        if error and error != before:
+            log.warning("watch folder %s: %s", key, error)
+        elif before and not error:
+            log.info("watch folder %s: readable again, scanning (was: %s)", key, before)
+        self.problems[key] = error if error else None
+
     def _scan(self, folder: WatchFolder, report: ScanReport) -> None:
         if not folder.path.is_dir():
             raise OSError(2, "the folder does not exist (not mounted?)")
         on_disk = files.list_files(folder.path, self.skip[folder.key])
         report.files = len(on_disk)
-        seen = memory.latest_by_path(folder.key)
-        memory.forget([row.id for path, row in seen.items() if row.state == memory.SETTLING and path not in on_disk])
+        keys = {path: storage.printable(path) for path in on_disk}
+        seen = memory.latest_by_path(folder.key, list(keys.values()))      # only the files on disk: see memory
+        present = set(keys.values())
+        memory.forget([row.id for row in memory.settling(folder.key) if row.path not in present])
         for path, st in sorted(on_disk.items(), key=lambda item: item[1].st_mtime_ns):
             try:
-                self._observe(folder, path, st, seen.get(storage.printable(path)), report)
+                self._observe(folder, path, st, seen.get(keys[path]), report)
             except Exception as err:  # noqa: BLE001 - one file's trouble never stops the others
-                log.warning("watch folder %s: %s: %s", folder.key, path, err, exc_info=True)
-                report.errors.append(f"{storage.printable(path)}: {err}")
+                expected = isinstance(err, (JobError, OSError))     # the broker or the share down: no traceback
+                log.warning("watch folder %s: %s: %s", folder.key, path, err, exc_info=not expected)
+                report.errors.append(f"{keys[path]}: {err}")
 
     # --- one file ------------------------------------------------------------------------------------
 
@@ -141,10 +155,9 @@ class Scanner:
             return
         earlier = memory.same_content(folder.key, fingerprint, other_than=row_id)
         if earlier is not None:
-            what = {memory.QUEUED: "queued", memory.REJECTED: "rejected",
-                    memory.DUPLICATE: "already seen"}[earlier.state]
-            memory.decide(row_id, memory.DUPLICATE, now, fingerprint=fingerprint, job_id=earlier.job_id,
-                          reason=f"same content as {earlier.path} ({what}); not queued again")
+            (first, job_status) = earlier
+            memory.decide(row_id, memory.DUPLICATE, now, fingerprint=fingerprint, job_id=first.job_id,
+                          reason=f"same content as {first.path} (its job is {job_status}); not queued again")
             report.duplicates.append(key)
             return
         try:
@@ -155,6 +168,9 @@ class Scanner:
             report.rejected.append(key)
             return
         except JobError as err:
+            if err.status >= 500:               # the broker unreachable: transient, the next scan tries again
+                memory.release(row_id, f"could not queue it, trying again: {err}")
+                raise
             memory.decide(row_id, memory.REJECTED, now, fingerprint=fingerprint, reason=str(err))
             report.rejected.append(key)
             return
