@@ -125,9 +125,9 @@ def head_builder():
 
 def rate(caption) -> float:
     """Characters a second as QC reads them (rows, spaces included, a leading '>> ' not)."""
-    from core.services.qc import displayed_chars
+    from core.services.captions import displayed_chars
 
-    return displayed_chars(caption) / max(caption.end - caption.start, 1e-6)
+    return displayed_chars(caption.lines) / max(caption.end - caption.start, 1e-6)
 
 
 def measure(captions, max_cps: float = MAX_CPS) -> dict:

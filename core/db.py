@@ -13,6 +13,7 @@ from typing import Iterator
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from .config import process_settings, project_path
@@ -168,8 +169,9 @@ def _add_missing_columns(engine: Engine) -> None:
                 conn.execute(text(f"ALTER TABLE {Job.__tablename__} ADD COLUMN {column.name} {kind}"))
                 if column.name == "timings":
                     conn.execute(text(_COPY_TIMINGS[engine.dialect.name]))
-    for index in [*Job.__table__.indexes, *WatchFile.__table__.indexes]:   # added since: create_all makes only
-        index.create(engine, checkfirst=True)                               # the missing tables
+    with engine.begin() as conn:    # indexes added since (create_all makes only missing tables); IF NOT EXISTS:
+        for index in [*Job.__table__.indexes, *WatchFile.__table__.indexes]:   # processes start side by side
+            conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def get_engine(url: str | None = None) -> Engine:

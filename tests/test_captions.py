@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from core.services.captions import ROW_WIDTH, Caption, build_captions, to_608
-from core.services.qc import displayed_chars
+from core.services.captions import displayed_chars
 from core.services.scc import write_scc
 
 FRAME = 1001 / 30000
@@ -452,7 +452,7 @@ MAX_CPS = 20.0
 
 
 def over_rate(captions, max_cps: float = MAX_CPS) -> list:
-    return [c for c in captions if displayed_chars(c) / (c.end - c.start) > max_cps]
+    return [c for c in captions if displayed_chars(c.lines) / (c.end - c.start) > max_cps]
 
 
 def fast_news(rate: float) -> list[W]:
@@ -507,8 +507,8 @@ def test_an_early_start_is_at_most_3_frames_and_only_where_it_makes_the_caption_
         if cap.start < onset - EPS:
             early += 1
             assert onset - cap.start <= 3 * FRAME + EPS, f"starts {(onset - cap.start) / FRAME:.1f} frames early"
-            assert displayed_chars(cap) / (cap.end - onset) > MAX_CPS, f"started early for nothing: {cap}"
-            assert displayed_chars(cap) / (cap.end - cap.start) <= MAX_CPS, f"started early, still too fast: {cap}"
+            assert displayed_chars(cap.lines) / (cap.end - onset) > MAX_CPS, f"started early for nothing: {cap}"
+            assert displayed_chars(cap.lines) / (cap.end - cap.start) <= MAX_CPS, f"started early, still too fast: {cap}"
     assert early, "no caption used an early start on fast speech"
 
 
@@ -618,4 +618,4 @@ def test_the_mark_is_not_counted_in_the_reading_rate():
     marked = [c for c in captions if any(r.startswith(">> ") for r in c.lines)]
     assert marked
     for cap in marked:
-        assert displayed_chars(cap) == sum(len(r) for r in cap.lines) - 3
+        assert displayed_chars(cap.lines) == sum(len(r) for r in cap.lines) - 3

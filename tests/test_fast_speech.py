@@ -16,7 +16,7 @@ import pytest
 from bench.fast_speech import make_fast_speech, piper_model
 from core.services import pipeline
 from core.services.captions import Caption
-from core.services.qc import displayed_chars
+from core.services.captions import displayed_chars
 
 pytestmark = pytest.mark.system
 
@@ -31,7 +31,7 @@ def test_fast_speech_stays_mostly_readable_and_every_fast_caption_is_flagged(tmp
     data = json.loads(Path(record["outputs"]["json"]).read_text(encoding="utf-8"))
     captions = [Caption(c["start"], c["end"], c["lines"]) for c in data["captions"]]
     assert len(captions) >= 10, data["captions"]
-    over = [i for i, c in enumerate(captions) if displayed_chars(c) / (c.end - c.start) > MAX_CPS]
+    over = [i for i, c in enumerate(captions) if displayed_chars(c.lines) / (c.end - c.start) > MAX_CPS]
     assert len(over) < 0.7 * len(captions), (
         f"{len(over)} of {len(captions)} captions run over {MAX_CPS} chars/s: "
         f"{[' / '.join(captions[i].lines) for i in over]}")

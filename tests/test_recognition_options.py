@@ -83,10 +83,23 @@ def test_cli_refuses_a_bad_vocabulary_with_exit_2(tmp_path, capsys):
 def test_a_huge_vocabulary_is_refused_at_once_without_holding_up_the_server(client, news, queue):
     """Found by a hostile test: 40,000 terms held every request of the dashboard for 10 s (a quadratic
     search for repeats, and the 100-term limit checked only at the end)."""
-    import time
-
-    started = time.process_time()
     resp = submit(client, write_wav(news / "clip.wav"), vocabulary=[f"w{i}" for i in range(40000)])
     assert resp.status_code == 400 and "at most 100 terms" in resp.get_json()["error"]
-    assert time.process_time() - started < 2.0
     assert queue.sent == []
+
+
+class CountingList(list):
+    """A list that counts the terms read from it."""
+    read = 0
+
+    def __iter__(self):
+        for item in super().__iter__():
+            CountingList.read += 1
+            yield item
+
+
+def test_the_term_limit_stops_the_reading_early():
+    terms = CountingList(f"w{i}" for i in range(400))
+    with pytest.raises(ValueError, match="at most 100 terms"):
+        pipeline.clean_vocabulary(terms)
+    assert CountingList.read == 101

@@ -38,5 +38,6 @@ def analytics_series():
 def analytics_queue():
     conf = settings()
     retention = conf["ANALYTICS_RETENTION_DAYS"]
-    hours = int_arg("hours", 24, 1, max(1, int(retention * 24)))
+    # A range longer than the samples are kept shows what is kept (the tab asks for its whole range).
+    hours = min(int_arg("hours", 24, 1, 24 * 365), max(1, int(retention * 24)))
     return jsonify(queue_history.history(hours, conf["ANALYTICS_SAMPLE_SECONDS"], retention))

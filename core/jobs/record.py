@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete as sql_delete, update
 
 from .. import events
 from ..db import Job, session_scope, utcnow
@@ -110,6 +110,14 @@ def create(jobs: list[Job]) -> None:
         rows = [summary_dict(job) for job in jobs]
     for row in rows:
         events.publish("job_update", row)
+
+
+def delete_many(job_ids: list[str]) -> None:
+    """Remove records just created whose queueing failed (one transaction), and announce each."""
+    with session_scope() as s:
+        s.execute(sql_delete(Job).where(Job.id.in_(job_ids)).execution_options(synchronize_session=False))
+    for job_id in job_ids:
+        events.publish("job_update", {"job_id": job_id, "deleted": True})
 
 
 def delete(job_id: str) -> Job:

@@ -222,7 +222,7 @@ def submit_upload(path: Path, options: object, settings: dict, queue: QueueClien
     job = _new_job(checked, options, priority)
     record.create([job])
     try:
-        _send(lambda: dispatch(job.id, queue), [job.id])
+        dispatch(job.id, queue, undo_on_failure=True)
     except JobError:
         path.unlink(missing_ok=True)
         raise
@@ -236,8 +236,7 @@ def _send(send, job_ids: list[str], batch_id: str | None = None):
         return send()
     except Exception as err:  # noqa: BLE001 - whatever the broker raised, the request must not leave orphans
         log.warning("queueing failed, the new jobs are removed: %s", err)
-        for job_id in job_ids:
-            record.delete(job_id)
+        record.delete_many(job_ids)
         if batch_id is not None:
             with session_scope() as s:
                 batch = s.get(Batch, batch_id)
@@ -247,10 +246,12 @@ def _send(send, job_ids: list[str], batch_id: str | None = None):
                        503) from None
 
 
-def dispatch(job_id: str, queue: QueueClient) -> None:
-    """Send a pending job to the transcribe queue and record the task id (a cancel can then revoke it)."""
+def dispatch(job_id: str, queue: QueueClient, *, undo_on_failure: bool = False) -> None:
+    """Send a pending job to the transcribe queue and record the task id (a cancel can then revoke it).
+    ``undo_on_failure``: a job just created is removed again if the queue cannot take it (a 503)."""
     job = queries.get(job_id)
-    task_id = queue.enqueue_transcription(job_id, job.priority, job.media_duration or 0.0)
+    send = lambda: queue.enqueue_transcription(job_id, job.priority, job.media_duration or 0.0)  # noqa: E731
+    task_id = _send(send, [job_id]) if undo_on_failure else send()
     record.transition(job_id, PENDING, only_from={PENDING}, when=lambda j: j.task_id is None, task_id=task_id)
 
 

@@ -129,8 +129,11 @@ def _watch(settings) -> Check | None:
     if problems:
         return Check("watch", False, "; ".join(problems), "edit WATCH_FOLDERS in config.py")
     limit = 3 * settings["WATCH_SCAN_SECONDS"] + 30
-    with session_scope() as s:
-        scanned = {row.path: row.scanned_at for row in s.query(WatchFolderScan).all()}
+    try:
+        with session_scope() as s:
+            scanned = {row.path: row.scanned_at for row in s.query(WatchFolderScan).all()}
+    except Exception as err:  # noqa: BLE001 - the database line says why; this one must not hide the report
+        return Check("watch", False, f"cannot read the watchers' last scans: {err}", "see the database line")
     now = utcnow()
     stale = [f.key for f in folders if scanned.get(f.key) is None or (now - scanned[f.key]).total_seconds() > limit]
     if stale:

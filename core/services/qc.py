@@ -12,8 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Sequence
 
-from .captions import FPS, ROW_WIDTH, SPEAKER_MARK, Caption, to_608
-from .captions import displayed_chars as _displayed_rows
+from .captions import FPS, ROW_WIDTH, SPEAKER_MARK, Caption, displayed_chars, to_608
 from .media import ffmpeg_url
 
 MAX_ITEMS = 100          # offending captions listed per rule (the count covers all)
@@ -48,11 +47,6 @@ PROFILES = {
     "dcmp": Profile("dcmp", 1.0, 6.0, max_cps=None, max_wpm=225.0, max_rows=2),
 }
 DEFAULT_PROFILE = "broadcast-608"
-
-
-def displayed_chars(caption: Caption) -> int:
-    """Characters a viewer reads: the rows, spaces included, a leading speaker mark not."""
-    return _displayed_rows(caption.lines)
 
 
 def _item(index: int, cap: Caption, **detail) -> dict:
@@ -102,8 +96,8 @@ def check(captions: Sequence[Caption], profile: str = DEFAULT_PROFILE, rows: int
             off = eoc_frames[i] - round(starts[i] * FPS)
             if abs(off) > p.in_time_frames:
                 found["in_time"].append(_item(i, cap, frames_late=off))
-        if duration > 0 and p.max_cps and displayed_chars(cap) / duration > p.max_cps:
-            found["reading_rate"].append(_item(i, cap, chars_per_second=round(displayed_chars(cap) / duration, 1)))
+        if duration > 0 and p.max_cps and displayed_chars(cap.lines) / duration > p.max_cps:
+            found["reading_rate"].append(_item(i, cap, chars_per_second=round(displayed_chars(cap.lines) / duration, 1)))
         words = len(" ".join(cap.lines).replace(SPEAKER_MARK.strip(), " ").split())
         if duration > 0 and p.max_wpm and words / duration * 60 > p.max_wpm:
             found["words_per_minute"].append(_item(i, cap, words_per_minute=round(words / duration * 60)))

@@ -125,44 +125,47 @@ def _spans(audio: np.ndarray, units: list[Unit]) -> list[tuple[int, int, int, fl
 def embed_units(audio: np.ndarray, units: list[Unit]) -> np.ndarray:
     """One L2-normalised embedding per unit (a row of zeros where a unit has no sound).
 
-    The mel spectrogram of the whole programme is computed once; each unit's
-    frames are scaled to a common loudness (mel power scales with the square
-    of the gain) and cut into 1.6 s partials, all run through the encoder's
-    LSTM in batches; a shorter unit is one partial of its own length."""
+    Each unit's mel spectrogram is computed on its own (memory stays flat however long the programme:
+    the whole programme's STFT took ~2.5 GB an hour), its frames scaled to a common loudness (mel power
+    scales with the square of the gain) and cut into 1.6 s partials, run through the encoder's LSTM in
+    batches; a shorter unit is one partial of its own length."""
     out = np.zeros((len(units), EMBEDDING_SIZE), dtype=np.float32)
     spans = _spans(audio, units)
     if not spans:
         return out
     import torch
 
-    mel = _mel(audio)
     model = encoder()
-    full: list[np.ndarray] = []
+    hop = SAMPLE_RATE // FRAMES_PER_SECOND
+    sums = np.zeros_like(out)
+    batch: list[np.ndarray] = []
     owners: list[int] = []
-    short: list[tuple[int, np.ndarray]] = []
-    for index, a, b, gain in spans:
-        b = min(b, len(mel))
-        frames = mel[a:b] * np.float32(gain * gain)
-        if b - a < PARTIAL_FRAMES:
-            short.append((index, frames))
-            continue
-        starts = list(range(0, b - a - PARTIAL_FRAMES + 1, PARTIAL_FRAMES // 2))
-        if starts[-1] != b - a - PARTIAL_FRAMES:
-            starts.append(b - a - PARTIAL_FRAMES)
-        for s in starts:
-            full.append(frames[s:s + PARTIAL_FRAMES])
-            owners.append(index)
+
+    def flush() -> None:
+        if batch:
+            for owner, emb in zip(owners, model(torch.from_numpy(np.stack(batch))).numpy()):
+                sums[owner] += emb
+            batch.clear()
+            owners.clear()
+
     with torch.inference_mode():
-        if full:
-            sums = np.zeros_like(out)
-            for first in range(0, len(full), 256):
-                batch = torch.from_numpy(np.stack(full[first:first + 256]))
-                for owner, emb in zip(owners[first:first + 256], model(batch).numpy()):
-                    sums[owner] += emb
-            for owner in set(owners):
-                out[owner] = sums[owner] / max(np.linalg.norm(sums[owner]), 1e-9)
-        for index, frames in short:
-            out[index] = model(torch.from_numpy(np.ascontiguousarray(frames[None])))[0].numpy()
+        for index, a, b, gain in spans:
+            frames = _mel(audio[a * hop:b * hop])[:b - a] * np.float32(gain * gain)
+            n = len(frames)
+            if n < PARTIAL_FRAMES:
+                out[index] = model(torch.from_numpy(np.ascontiguousarray(frames[None])))[0].numpy()
+                continue
+            starts = list(range(0, n - PARTIAL_FRAMES + 1, PARTIAL_FRAMES // 2))
+            if starts[-1] != n - PARTIAL_FRAMES:
+                starts.append(n - PARTIAL_FRAMES)
+            for first in starts:
+                batch.append(frames[first:first + PARTIAL_FRAMES])
+                owners.append(index)
+                if len(batch) == 256:
+                    flush()
+        flush()
+    for owner in np.flatnonzero(np.abs(sums).sum(axis=1)):
+        out[owner] = sums[owner] / max(np.linalg.norm(sums[owner]), 1e-9)
     return out
 
 

@@ -56,6 +56,8 @@ class WatcherProcess:
                     return
                 log.warning("watcher %s exited (%s); restarting it", self.proc.pid, code)
                 self._spawn()
+                if self.stopping.is_set():      # stop() came in while it started: do not leave it running
+                    self.stop()
 
     def stop(self, timeout: float = 20.0) -> None:
         self.stopping.set()
