@@ -62,9 +62,7 @@ def _slot_rows(since: datetime, dialect: str) -> list[tuple]:
             .cte("finished").prefix_with("MATERIALIZED"))   # else SQLite inlines it: one parse per reference
 
     def timing(key: str):
-        value = func.json_extract(rows.c.timings, f"$.{key}") if dialect == "sqlite" else \
-            rows.c.timings[key].as_float()
-        return func.coalesce(value, 0.0)
+        return func.coalesce(rows.c.timings[key].as_float(), 0.0)
 
     done = rows.c.status == COMPLETED
     columns = [rows.c.slot, rows.c.status, func.count(), func.sum(case((done, rows.c.media), else_=0.0))]

@@ -20,13 +20,12 @@ voices and validated on held-out ones (``python -m bench.speakers``).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .transcription import Segment, Transcript, Word
+from .transcription import SENTENCE_END, Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,6 @@ FRAMES_PER_SECOND = 100          # Resemblyzer's mel hop is 10 ms
 PARTIAL_FRAMES = 160             # its partial utterance: 1.6 s
 EMBEDDING_SIZE = 256
 TARGET_DBFS = -30.0              # the loudness Resemblyzer's preprocess_wav normalises to
-_SENTENCE_END = re.compile(r"[.!?…]['\")\]]*$")
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ def speech_units(words: list[Word], pause: float = DEFAULTS.unit_pause) -> list[
     first = 0
     for i, w in enumerate(words):
         gap = words[i + 1].start - w.end if i + 1 < len(words) else 0.0
-        if i + 1 == len(words) or _SENTENCE_END.search(w.text) or gap >= pause:
+        if i + 1 == len(words) or SENTENCE_END.search(w.text) or gap >= pause:
             units.append(Unit(first, i, words[first].start, max(words[first].start, w.end)))
             first = i + 1
     return units

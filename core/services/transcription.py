@@ -31,7 +31,7 @@ LEVEL_ONSETS = "level-onsets"  # sentence starts refined where the pause before 
 # cuts the rest from the front; the vocabulary is bounded before that, whole terms at a time.
 PROMPT_TOKENS = 223
 VAD_SHARE = 0.55  # of the progress: 19 min of speech on 2 cores, tiny.en: VAD 35 s, decode batches 31 s
-_SENTENCE_END = re.compile(r"[.!?…]['\")\]]*$")
+SENTENCE_END = re.compile(r"[.!?…]['\")\]]*$")
 
 
 @dataclass
@@ -239,7 +239,7 @@ def _prompted(pipeline, prompt: str):
 
 
 def _show_vocabulary(pipeline, vocabulary: list[str] | None) -> tuple[str, list[str], list[str]]:
-    terms = list(dict.fromkeys(t.strip() for t in vocabulary or [] if t and t.strip()))
+    terms = list(vocabulary or [])      # already cleaned (pipeline.clean_vocabulary)
     if not terms:
         return "", [], []
     tokenizer = pipeline.model.hf_tokenizer  # as the decoder encodes it: " " + prompt, no special tokens
@@ -367,7 +367,7 @@ def split_sentences(words: list[Word]) -> list[Segment]:
     for i, w in enumerate(words):
         current.append(w)
         gap = words[i + 1].start - w.end if i + 1 < len(words) else 0.0
-        if _SENTENCE_END.search(w.text) or gap > 2.0 or i + 1 == len(words):
+        if SENTENCE_END.search(w.text) or gap > 2.0 or i + 1 == len(words):
             segments.append(Segment(current[0].start, current[-1].end, " ".join(x.text for x in current), current))
             current = []
     return segments
