@@ -103,3 +103,15 @@ def test_the_term_limit_stops_the_reading_early():
     with pytest.raises(ValueError, match="at most 100 terms"):
         pipeline.clean_vocabulary(terms)
     assert CountingList.read == 101
+
+
+def test_an_upload_takes_the_same_options_as_form_fields(client, tmp_path):
+    import io
+
+    resp = client.post("/api/transcribe", content_type="multipart/form-data", data={
+        "file": (io.BytesIO(write_wav(tmp_path / "src.wav").read_bytes()), "news.wav"), "burn_in": "false",
+        "speaker_changes": "off", "vocabulary": "O'Neill, Kyiv", "qc_profile": "dcmp"})
+    assert resp.status_code == 202, resp.get_json()
+    options = client.get(f"/api/status/{resp.get_json()['job_id']}").get_json()["options"]
+    assert options["speaker_changes"] is False and options["vocabulary"] == ["O'Neill", "Kyiv"]
+    assert options["qc_profile"] == "dcmp"

@@ -28,15 +28,19 @@ def submit_batch():
     return jsonify(result), 202
 
 
+# The batch options as form fields (vocabulary: comma-separated); the flags are "1", "true", "yes" or "on".
+UPLOAD_TEXT_OPTIONS = ("model", "language", "start_timecode", "timecode_mode", "qc_profile", "vocabulary")
+UPLOAD_FLAGS = ("burn_in", "mov", "speaker_changes")
+
+
 @bp.post("/transcribe")
 def upload():
     file = request.files.get("file")
     if file is None or not file.filename:
         raise JobError("send the video as multipart form field 'file'")
     form = request.form
-    options = {k: form[k] for k in ("model", "language") if form.get(k)}
-    if "burn_in" in form:
-        options["burn_in"] = form["burn_in"].strip().lower() in ("1", "true", "yes", "on")
+    options = {k: form[k] for k in UPLOAD_TEXT_OPTIONS if form.get(k)}
+    options.update({k: form[k].strip().lower() in ("1", "true", "yes", "on") for k in UPLOAD_FLAGS if k in form})
     if "rows" in form:
         if not (form["rows"].isascii() and form["rows"].isdigit()):
             raise JobError("rows must be an integer")
