@@ -245,3 +245,15 @@ def test_answers_match_the_openapi_description(client, settings):
                           ("/api/analytics/queue?hours=x", "/api/analytics/queue"),
                           ("/api/analytics?days=3", "/api/analytics")):
         checker.check_response(client.get(url), "GET", template)
+
+
+def test_a_job_that_finishes_is_in_the_next_answer_not_ten_seconds_later(settings, store):
+    """CI found it: the tab refetches when a job finishes, and got the answer cached (10 s) before that job,
+    then waited for an event that never came (two jobs finishing seconds apart)."""
+    now = datetime.now(UTC)
+    _done(settings, "failed.mp4", now - timedelta(minutes=2), status="failed", error="x: source changed")
+    first = analytics.series(1, "hour")
+    assert sum(first["jobs"]["completed"]) == 0 and sum(first["jobs"]["failed"]) == 1
+    _done(settings, "good.mp4", now - timedelta(seconds=1))
+    second = analytics.series(1, "hour")
+    assert sum(second["jobs"]["completed"]) == 1 and sum(second["jobs"]["failed"]) == 1
