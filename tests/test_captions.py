@@ -470,7 +470,10 @@ def test_fewer_captions_run_over_the_reading_rate_on_fast_speech(rate, rows):
     share_before = len(over_rate(before)) / len(before)
     share_after = len(over_rate(after)) / len(after)
     assert share_before > 0.2, "the test speech is not fast enough to need the reading rate"
-    assert share_after < share_before, (rows, rate, share_before, share_after)
+    short_before = sum(c.end - c.start < 1.0 - EPS for c in before)
+    assert not any(c.end - c.start < 1.0 - EPS for c in after), "a QC error (under 1 s) traded for a warning"
+    if not short_before:   # one row at 27 chars/s: the plain build reads faster only by flashing captions < 1 s
+        assert share_after < share_before, (rows, rate, share_before, share_after)
     if rows == 2:  # the usual broadcast layout: at least a quarter fewer
         assert share_after <= 0.75 * share_before, (rate, share_before, share_after)
     assert tokens(after) == expected_tokens(words), "a word was dropped, changed or moved to keep the rate"
@@ -619,3 +622,14 @@ def test_the_mark_is_not_counted_in_the_reading_rate():
     assert marked
     for cap in marked:
         assert displayed_chars(cap.lines) == sum(len(r) for r in cap.lines) - 3
+
+
+def test_a_reading_rate_warning_is_never_avoided_with_a_caption_under_a_second():
+    """Found trying the product as a user: "Good evening," alone for 0.95 s (a QC error, under 1 s on screen)
+    to keep the next caption under 20 chars/s (only a QC warning)."""
+    timed = [("Good", 0.031, 0.271), ("evening,", 0.271, 0.66), ("tonight", 0.98, 1.371), ("the", 1.371, 1.731),
+             ("council", 1.731, 1.931), ("approved", 1.931, 2.391), ("the", 2.391, 2.591), ("new", 2.591, 2.791),
+             ("bridge", 2.791, 3.051), ("after", 3.051, 3.331), ("a", 3.331, 3.471), ("long", 3.471, 3.671),
+             ("debate.", 3.671, 4.1), ("Thank", 4.38, 4.831), ("you,", 4.831, 4.96), ("the", 5.26, 5.551)]
+    captions = build_captions([W(t, s, e) for t, s, e in timed], 2, 11.778, max_cps=20.0)
+    assert all(c.end - c.start >= 1.0 for c in captions), [(c.start, c.end, c.lines) for c in captions]

@@ -32,6 +32,7 @@ SPEAKER_MARK = ">> "
 _MARK = "\x1e\x1e"
 SHARED_CAPTION_COST = 6.0   # two speakers in one caption: allowed (row by row), a new caption preferred
 RATE_COST, RATE_SLOPE = 15.0, 0.5   # a caption that cannot be read at the rate, and per char/s over
+SHORT_OVER_RATE = 40.0             # a caption under MIN_DURATION costs more than any too-fast one
 EARLY_COST = 1.0                   # one that can, if it starts up to EARLY_FRAMES early
 
 # Typography without a 608 code, and 608 codes that cost three times the
@@ -280,8 +281,8 @@ def _segment(items, rows: int, max_cps: float | None = None, media_duration: flo
             else:  # mid-phrase: better before "on Tuesday" than after "the"
                 cost += 5.0 + (3.0 if _is_weak(last) else 0.0) - (1.5 if _is_weak(texts[j]) else 0.0)
             avail = starts[j] - starts[i]
-            if avail < MIN_DURATION:
-                cost += 25.0 * (MIN_DURATION - avail) + 5.0
+            if avail < MIN_DURATION:   # under 1 s is a QC error: never traded for a reading-rate warning
+                cost += 25.0 * (MIN_DURATION - avail) + 5.0 + (SHORT_OVER_RATE if max_cps else 0.0)
         else:
             avail = end_room + starts[-1] - starts[i]
         if j - i - (texts[i] == _MARK) == 1 and n > 1:
