@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from .measure import (SYNC_WINDOW, decode_scc_captions, evaluate, pycaption_scc, raw_whisperx_subprocess,
+from .measure import (work_dir, SYNC_WINDOW, decode_scc_captions, evaluate, pycaption_scc, raw_whisperx_subprocess,
                       run_cli)
 from .media import NEWS_SCRIPT, make_speech_clip
 
@@ -37,9 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the clip and outputs in this directory")
     args = parser.parse_args(argv)
 
-    work = args.keep or Path(tempfile.mkdtemp(prefix="caption-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_dir(args.keep, "caption-bench-") as work:
+        work.mkdir(parents=True, exist_ok=True)
         print(f"making the news clip in {work} ...", file=sys.stderr, flush=True)
         clip = make_speech_clip(work / "media", NEWS_SCRIPT)
         print(f"clip: {clip.duration:.2f} s, {len(clip.sentences)} sentences; running WhisperX by hand ...",
@@ -98,9 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         })
         print(json.dumps(figures))
         return 0
-    finally:
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .measure import normalize_text
+from .measure import normalize_text, work_dir
 from .media import ONSET_THRESHOLD, SAMPLE_RATE, _read_wav, _run, _write_wav, speech_bounds
 
 PIPER = "piper"
@@ -291,8 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.baseline:
         baseline()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="conversation-bench-"))
-    try:
+    with work_dir(args.keep, "conversation-bench-") as work:
         convs = make_conversation(work / "media", variants=args.variants.split(","))
         results = [caption_conversation(conv, work / "out", args.model) for conv in convs.values()]
         for result in results:
@@ -300,9 +298,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   text: {result['text']}")
         print(json.dumps({r["variant"]: {"word": r["word"], "caption": r["caption"]} for r in results}))
         return 0
-    finally:
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

